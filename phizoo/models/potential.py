@@ -1,0 +1,124 @@
+"""A potential = backbone + energy head (+ Φ head) + per-element references.
+
+Energy per molecule (eV):
+
+    E = Σ_i [scale · ε_i + shift] + γ E_ES  +  Σ_i E_ref(z_i)
+        \________ model dtype ___________/     \__ float64 __/
+
+The learned part is computed in the model's dtype (float32 or float64); the element
+references stay in float64 whatever ``.to(dtype)`` is called, and ``energy`` is returned
+in float64 so large total energies keep their precision. Forces are ``-∂E/∂pos`` by
+autograd and include the Φ term.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+from ..nn.graph import build_graph
+from ..nn.mlp import mlp
+from ..phi.module import PhiModule
+from .backbone import Backbone
+
+MAX_Z = 118
+
+
+class InputError(ValueError):
+    """Raised for malformed model input (names the field and the problem)."""
+
+
+def _check_input(z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, max_z: int) -> None:
+    if z.dim() != 1:
+        raise InputError(f"z must be a 1-D tensor of atomic numbers, got shape {tuple(z.shape)}")
+    if pos.shape != (z.shape[0], 3):
+        raise InputError(f"pos must have shape [N, 3] = [{z.shape[0]}, 3], got {tuple(pos.shape)}")
+    if batch.shape != z.shape:
+        raise InputError(f"batch must have shape [{z.shape[0]}], got {tuple(batch.shape)}")
+    if z.numel() and (int(z.min()) < 1 or int(z.max()) > max_z):
+        bad = int(((z < 1) | (z > max_z)).nonzero()[0, 0])
+        raise InputError(f"atom {bad} has atomic number {int(z[bad])}, outside 1..{max_z}")
+    if not bool(torch.isfinite(pos).all()):
+        bad = int((~torch.isfinite(pos)).any(-1).nonzero()[0, 0])
+        raise InputError(f"atom {bad} has a non-finite position {pos[bad].tolist()}")
+
+
+class Potential(nn.Module):
+    """Energy (eV), forces (eV/Å) and, with Φ, potentials and charges for a PyG batch.
+
+    Args:
+        backbone: a ``Backbone``.
+        phi: a ``PhiModule`` or ``None``.
+        spec: how to rebuild this model (registry name and hyperparameters); saved with weights.
+    """
+
+    def __init__(self, backbone: Backbone, phi: PhiModule | None = None, spec: dict[str, Any] | None = None,
+                 head_hidden: int | None = None, neighbor_backend: str = "auto"):
+        super().__init__()
+        self.backbone = backbone
+        self.phi = phi
+        f = backbone.feature_dim
+        self.head = mlp([f, head_hidden or max(f // 2, 1), 1])
+        self.spec = dict(spec or {})
+        self.neighbor_backend = neighbor_backend
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("shift", torch.tensor(0.0))
+        self.register_buffer("element_energies", torch.zeros(MAX_Z + 1, dtype=torch.float64))
+
+    @property
+    def cutoff(self) -> float:
+        return self.backbone.cutoff
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.scale.dtype
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self._buffers["element_energies"] = self._buffers["element_energies"].to(torch.float64)
+        return self
+
+    def forward(self, data, compute_forces: bool = True, create_graph: bool | None = None) -> dict[str, torch.Tensor]:
+        """Run the model on a torch_geometric ``Data``/``Batch``.
+
+        Reads ``z`` [N] long, ``pos`` [N, 3] Å, ``batch`` [N] (optional) and ``total_charge`` [B]
+        (optional, e, default 0). Returns a dict:
+            energy [B] float64 eV (with element references), forces [N, 3] eV/Å,
+            and with Φ: phi [N], charges [N] e, electrostatic_energy [B] eV,
+            pde_residual [B] (mean (Lφ-ρ)² per molecule), charge_error [B] (Σρ - Q).
+        ``create_graph`` defaults to ``self.training`` (needed to train on forces).
+        """
+        z = data.z.long()
+        pos = data.pos
+        batch = getattr(data, "batch", None)
+        if batch is None:
+            batch = torch.zeros_like(z)
+        _check_input(z, pos, batch, MAX_Z)
+        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        pos = pos.to(self.dtype)
+        if compute_forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        graph = build_graph(pos, batch, self.cutoff, num_graphs, backend=self.neighbor_backend)
+        out = self.backbone(z, graph)
+        atomic = self.head(out.features).squeeze(-1) * self.scale + self.shift
+        energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        result: dict[str, torch.Tensor] = {}
+        if self.phi is not None:
+            po = self.phi(out.layer_features, graph)
+            energy = energy + po.energy
+            q = getattr(data, "total_charge", None)
+            q = torch.zeros(num_graphs, dtype=energy.dtype, device=energy.device) if q is None else q.to(energy)
+            result.update(phi=po.phi, charges=po.charges, electrostatic_energy=po.energy,
+                          pde_residual=po.pde_residual, charge_error=po.total_charge - q.reshape(-1))
+        refs = scatter(self.element_energies[z], batch, dim=0, dim_size=num_graphs, reduce="sum")
+        result["energy"] = energy.to(torch.float64) + refs
+        if compute_forces:
+            create = self.training if create_graph is None else create_graph
+            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create, allow_unused=True)
+            result["forces"] = -grad if grad is not None else torch.zeros_like(pos)
+        return result
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,52 @@
+"""Radial functions: cutoff envelopes and radial bases (bases come from e3nn)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn.math import soft_one_hot_linspace
+
+
+def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """½(cos(πr/rc) + 1) for r < rc, else 0. Value and slope vanish at rc. Shape of ``r``."""
+    return torch.where(r < cutoff, 0.5 * (torch.cos(math.pi * r / cutoff) + 1.0), torch.zeros_like(r))
+
+
+def polynomial_envelope(r: torch.Tensor, cutoff: float, p: int = 6) -> torch.Tensor:
+    """Polynomial envelope of Klicpera et al. (2020): 1 at 0; value, slope and curvature 0 at rc."""
+    x = r / cutoff
+    env = (
+        1.0
+        - 0.5 * (p + 1) * (p + 2) * x.pow(p)
+        + p * (p + 2) * x.pow(p + 1)
+        - 0.5 * p * (p + 1) * x.pow(p + 2)
+    )
+    return torch.where(x < 1.0, env, torch.zeros_like(r))
+
+
+ENVELOPES = {"cosine": cosine_cutoff, "polynomial": polynomial_envelope}
+
+
+def envelope(name: str):
+    try:
+        return ENVELOPES[name]
+    except KeyError:
+        raise ValueError(f"unknown envelope {name!r}; choose one of {sorted(ENVELOPES)}") from None
+
+
+class RadialBasis(torch.nn.Module):
+    """Radial basis from e3nn (``bessel``, ``gaussian``, ...) times a cutoff envelope.
+
+    Input r: [E] Å. Output: [E, num_basis], exactly 0 (with zero slope) at the cutoff.
+    """
+
+    def __init__(self, num_basis: int, cutoff: float, basis: str = "bessel", envelope_name: str = "cosine"):
+        super().__init__()
+        self.num_basis = num_basis
+        self.cutoff = float(cutoff)
+        self.basis = basis
+        self.envelope = envelope(envelope_name)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        rbf = soft_one_hot_linspace(r, 0.0, self.cutoff, self.num_basis, basis=self.basis, cutoff=True)
+        return rbf * self.envelope(r, self.cutoff).unsqueeze(-1)

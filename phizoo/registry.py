@@ -1,0 +1,118 @@
+"""Model registry: ``@register_model("painn")`` on a backbone class; hyperparameters come
+from ``zoo_configs/<name>.yaml`` (presets) and can be overridden per call."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+_BACKBONES: dict[str, type] = {}
+
+
+def register_model(name: str):
+    """Class decorator registering a ``Backbone`` subclass under ``name``."""
+
+    def deco(cls):
+        if name in _BACKBONES and _BACKBONES[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {_BACKBONES[name].__qualname__}")
+        _BACKBONES[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return deco
+
+
+def _load_builtin_models() -> None:
+    from . import models  # noqa: F401  (imports register the backbones)
+
+
+def list_models() -> list[str]:
+    """Names of all registered backbones (each also has a Φ-variant)."""
+    _load_builtin_models()
+    return sorted(_BACKBONES)
+
+
+def backbone_class(name: str) -> type:
+    _load_builtin_models()
+    try:
+        return _BACKBONES[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_BACKBONES))}") from None
+
+
+def repo_root() -> Path:
+    """Directory holding ``zoo_configs/`` and ``pretrained/`` (``$PHIZOO_HOME`` overrides)."""
+    env = os.environ.get("PHIZOO_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[1]
+
+
+def config_path(name: str) -> Path:
+    return repo_root() / "zoo_configs" / f"{name}.yaml"
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """The parsed ``zoo_configs/<name>.yaml``: reference, presets, phi defaults."""
+    backbone_class(name)
+    path = config_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"no config for model {name!r}: expected {path}")
+    with open(path) as fh:
+        cfg = yaml.safe_load(fh)
+    for key in ("presets", "phi"):
+        if key not in cfg:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return cfg
+
+
+def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dict | None = None,
+                            **overrides) -> tuple[dict, dict, dict]:
+    """(backbone kwargs, Φ kwargs, potential kwargs) for ``name`` at ``preset`` with overrides."""
+    cfg = model_config(name)
+    if preset not in cfg["presets"]:
+        raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(cfg['presets'])}")
+    backbone_kw = copy.deepcopy(cfg["presets"][preset])
+    potential_kw = {k: backbone_kw.pop(k) for k in ("head_hidden",) if k in backbone_kw}
+    phi_kw = copy.deepcopy(cfg["phi"])
+    phi_kw.update(backbone_kw.pop("phi", {}) or {})
+    phi_kw.update(phi_options or {})
+    for key in list(overrides):
+        if key in ("head_hidden", "neighbor_backend"):
+            potential_kw[key] = overrides.pop(key)
+    backbone_kw.update(overrides)
+    return backbone_kw, phi_kw, potential_kw
+
+
+def build_from_spec(spec: dict[str, Any]):
+    """Rebuild a ``Potential`` (fresh weights) from the spec stored with a checkpoint."""
+    from .models.potential import Potential
+    from .phi.module import PhiModule
+
+    backbone = backbone_class(spec["model"])(**spec["backbone"])
+    phi = None
+    if spec["phi"]:
+        phi = PhiModule(backbone.layer_feature_dims, backbone.cutoff, **spec["phi_options"])
+    return Potential(backbone, phi, spec=spec, **spec.get("potential", {}))
+
+
+def build_model(name: str, phi: bool = False, preset: str = "default", phi_options: dict | None = None,
+                dtype: torch.dtype | None = None, **overrides):
+    """A fresh (untrained) ``Potential``.
+
+    Args:
+        name: registered backbone (``list_models()``).
+        phi: add the Φ-Module.
+        preset: hyperparameter preset in ``zoo_configs/<name>.yaml`` (``default`` = paper scale, ``cpu``, ``test``).
+        phi_options: overrides of the Φ hyperparameters (k, rho, alpha_net, ...).
+        overrides: backbone hyperparameters (e.g. ``hidden_channels=64``).
+    """
+    backbone_kw, phi_kw, potential_kw = resolve_hyperparameters(name, preset, phi_options, **overrides)
+    spec = {"model": name, "phi": bool(phi), "preset": preset, "backbone": backbone_kw,
+            "phi_options": phi_kw, "potential": potential_kw}
+    model = build_from_spec(spec)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model
