@@ -12,7 +12,7 @@ from torch_geometric.utils import scatter
 
 from ..nn.graph import Graph
 from ..nn.mlp import mlp, safe_norm
-from ..nn.radial import RadialBasis
+from ..nn.radial import RadialBasis, cosine_cutoff
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
 from .potential import MAX_Z
@@ -25,9 +25,9 @@ class PaiNNMessage(nn.Module):
         self.phi = mlp([F, F, 3 * F])
         self.filter = nn.Linear(num_rbf, 3 * F)
 
-    def forward(self, s, v, rbf, unit, graph: Graph):
+    def forward(self, s, v, rbf, fcut, unit, graph: Graph):
         src, dst = graph.src, graph.dst
-        x = self.phi(s)[src] * self.filter(rbf)
+        x = self.phi(s)[src] * (self.filter(rbf) * fcut)
         ds, dvv, dvs = torch.split(x, self.F, dim=-1)
         dv = v[src] * dvv.unsqueeze(1) + dvs.unsqueeze(1) * unit.unsqueeze(-1)
         n = s.shape[0]
@@ -59,7 +59,7 @@ class PaiNN(Backbone):
         self.feature_dim = hidden_channels
         self.layer_feature_dims = [hidden_channels] * num_layers
         self.embedding = nn.Embedding(MAX_Z + 1, hidden_channels)
-        self.rbf = RadialBasis(num_rbf, cutoff, basis="bessel", envelope_name="cosine")
+        self.rbf = RadialBasis(num_rbf, cutoff, basis="bessel", envelope_name=None)
         self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, num_rbf) for _ in range(num_layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels) for _ in range(num_layers))
 
@@ -67,10 +67,11 @@ class PaiNN(Backbone):
         s = self.embedding(z)
         v = s.new_zeros(s.shape[0], 3, s.shape[1])
         rbf = self.rbf(graph.dist)
+        fcut = cosine_cutoff(graph.dist, self.cutoff).unsqueeze(-1)
         unit = graph.vec / graph.dist.unsqueeze(-1)
         layers = []
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, rbf, unit, graph)
+            s, v = message(s, v, rbf, fcut, unit, graph)
             s, v = update(s, v)
             layers.append(s)
         return BackboneOutput(features=s, layer_features=layers)

@@ -1,4 +1,4 @@
-"""A potential = backbone + energy head (+ Φ head) + per-element references.
+r"""A potential = backbone + energy head (+ Φ head) + per-element references.
 
 Energy per molecule (eV):
 

@@ -35,18 +35,22 @@ def envelope(name: str):
 
 
 class RadialBasis(torch.nn.Module):
-    """Radial basis from e3nn (``bessel``, ``gaussian``, ...) times a cutoff envelope.
+    """Radial basis from e3nn (``bessel``, ``gaussian``, ...), optionally times a cutoff envelope.
 
-    Input r: [E] Å. Output: [E, num_basis], exactly 0 (with zero slope) at the cutoff.
+    Input r: [E] Å. Output: [E, num_basis]; with an envelope, exactly 0 (with zero slope)
+    at the cutoff. A layer that adds a bias after the basis must apply the envelope itself,
+    after that layer (see PaiNN).
     """
 
-    def __init__(self, num_basis: int, cutoff: float, basis: str = "bessel", envelope_name: str = "cosine"):
+    def __init__(self, num_basis: int, cutoff: float, basis: str = "bessel", envelope_name: str | None = "cosine"):
         super().__init__()
         self.num_basis = num_basis
         self.cutoff = float(cutoff)
         self.basis = basis
-        self.envelope = envelope(envelope_name)
+        self.envelope = envelope(envelope_name) if envelope_name else None
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         rbf = soft_one_hot_linspace(r, 0.0, self.cutoff, self.num_basis, basis=self.basis, cutoff=True)
+        if self.envelope is None:
+            return rbf
         return rbf * self.envelope(r, self.cutoff).unsqueeze(-1)

@@ -1,0 +1,252 @@
+"""The shared model test suite: every registered backbone, with and without Φ, runs all of it.
+
+Models are built with the ``test`` preset of ``zoo_configs/<name>.yaml`` in float64 and
+their parameters are randomised, so that every term (including γ·E_ES) contributes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import phizoo
+from phizoo.phi import spectral
+from tests.molecules import (ase_molecule, batch, cutoff_crossing, merged, random_molecule, random_orthogonal,
+                             transformed)
+
+VARIANTS = [(name, phi) for name in phizoo.list_models() for phi in (False, True)]
+IDS = [f"{n}-{'phi' if p else 'base'}" for n, p in VARIANTS]
+
+
+def make_model(name: str, phi: bool, dtype=torch.float64, seed: int = 0):
+    torch.manual_seed(seed)
+    model = phizoo.build_model(name, phi=phi, preset="test", dtype=dtype)
+    with torch.no_grad():  # randomise so no term hides behind a zero initialisation
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        if model.phi is not None:
+            model.phi.gamma.fill_(1.0)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=IDS)
+def model(request):
+    return make_model(*request.param)
+
+
+def run(model, *mols, **kw):
+    out = model(batch(*mols), **kw)
+    return {k: v.detach() for k, v in out.items()}
+
+
+def close(a, b, atol=1e-8, rtol=1e-7):
+    torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
+
+
+# ---------------------------------------------------------------- symmetry
+
+@pytest.mark.parametrize("reflect", [False, True], ids=["rotation", "rotoreflection"])
+def test_e3_invariance_and_force_equivariance(model, reflect):
+    mol = random_molecule(9, seed=1)
+    R = random_orthogonal(7, reflect=reflect)
+    ref = run(model, mol)
+    out = run(model, transformed(mol, R=R, shift=[3.0, -1.0, 2.5]))
+    close(out["energy"], ref["energy"])
+    close(out["forces"], ref["forces"] @ R.T)
+    if model.phi is not None:
+        close(out["charges"], ref["charges"])
+        close(out["phi"], ref["phi"])
+
+
+def test_permutation(model):
+    mol = random_molecule(10, seed=2)
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+    ref = run(model, mol)
+    out = run(model, transformed(mol, perm=perm))
+    close(out["energy"], ref["energy"])
+    close(out["forces"], ref["forces"][perm])
+    if model.phi is not None:
+        close(out["charges"], ref["charges"][perm])
+
+
+def test_batch_independence(model):
+    a, b, c = random_molecule(7, 4), random_molecule(12, 5), random_molecule(5, 6)
+    alone = [run(model, m) for m in (a, b, c)]
+    for order in ([1, 0, 2], [2, 1, 0]):
+        mols = [(a, b, c)[i] for i in order]
+        out = run(model, *mols)
+        sizes = [int(m.z.numel()) for m in mols]
+        forces = torch.split(out["forces"], sizes)
+        charges = torch.split(out["charges"], sizes) if model.phi is not None else None
+        for slot, i in enumerate(order):
+            close(out["energy"][slot], alone[i]["energy"][0])
+            close(forces[slot], alone[i]["forces"])
+            if charges is not None:
+                close(charges[slot], alone[i]["charges"])
+
+
+def test_size_consistency(model):
+    a, b = random_molecule(8, 8), random_molecule(6, 9)
+    ea, eb = run(model, a), run(model, b)
+    both = run(model, merged(a, b, [100.0, 0.0, 0.0]))
+    close(both["energy"][0], ea["energy"][0] + eb["energy"][0])
+    close(both["forces"], torch.cat([ea["forces"], eb["forces"]]))
+
+
+# ---------------------------------------------------------------- forces
+
+def finite_difference_forces(model, mol, h=1e-5):
+    pos = mol.pos.clone()
+    fd = torch.zeros_like(pos)
+    for i in range(pos.shape[0]):
+        for d in range(3):
+            e = []
+            for s in (h, -h):
+                p = pos.clone()
+                p[i, d] += s
+                moved = transformed(mol, shift=0.0)
+                moved.pos = p
+                e.append(run(model, moved, compute_forces=False)["energy"][0])
+            fd[i, d] = -(e[0] - e[1]) / (2 * h)
+    return fd
+
+
+def test_forces_match_finite_differences(model):
+    mol = random_molecule(6, seed=10)
+    close(run(model, mol)["forces"], finite_difference_forces(model, mol), atol=1e-6, rtol=1e-5)
+
+
+def test_cutoff_continuity(model):
+    rc = model.cutoff
+    below, above = (run(model, cutoff_crossing(rc, d)) for d in (-1e-7, 1e-7))
+    scale = below["forces"].abs().max()
+    assert abs(float(below["energy"][0] - above["energy"][0])) < 1e-6 * max(1.0, float(scale))
+    close(below["forces"], above["forces"], atol=1e-4 * max(1.0, float(scale)), rtol=0)
+    # and the pair really crosses: the graph differs on the two sides
+    far = run(model, cutoff_crossing(rc, 0.5))
+    assert torch.isfinite(far["energy"]).all()
+
+
+# ---------------------------------------------------------------- degenerate spectra
+
+@pytest.mark.parametrize("name", ["C6H6", "C60"])
+def test_degenerate_spectra_finite_and_invariant(model, name):
+    mol = ase_molecule(name)
+    ref = run(model, mol)
+    assert torch.isfinite(ref["energy"]).all() and torch.isfinite(ref["forces"]).all()
+    R = random_orthogonal(11)
+    perm = torch.randperm(mol.z.numel(), generator=torch.Generator().manual_seed(12))
+    out = run(model, transformed(mol, R=R, perm=perm))
+    close(out["energy"], ref["energy"], atol=1e-7, rtol=1e-7)
+    close(out["forces"], (ref["forces"] @ R.T)[perm], atol=1e-6, rtol=1e-6)
+    if model.phi is not None:
+        close(out["charges"], ref["charges"][perm], atol=1e-7, rtol=1e-6)
+
+
+def test_degenerate_benzene_finite_differences(model):
+    mol = ase_molecule("C6H6")
+    close(run(model, mol)["forces"], finite_difference_forces(model, mol), atol=1e-6, rtol=1e-5)
+
+
+def _gauge_scrambled_eigh(seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def eigh(L):
+        lam, U = torch.linalg.eigh(L)
+        U = U * torch.where(torch.rand(U.shape[:-2] + (1, U.shape[-1]), generator=gen, dtype=U.dtype) < 0.5, -1.0, 1.0)
+        for c in range(L.shape[0]):  # random rotation inside every degenerate cluster
+            l = lam[c]
+            tol = 1e-9 * max(1.0, float(l.abs().max()))
+            start = 0
+            for end in range(1, l.numel() + 1):
+                if end == l.numel() or float(l[end] - l[end - 1]) > tol:
+                    m = end - start
+                    if m > 1:
+                        q, _ = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=U.dtype))
+                        U[c, :, start:end] = U[c, :, start:end] @ q
+                    start = end
+        return lam, U
+
+    return eigh
+
+
+@pytest.mark.parametrize("name", ["C6H6", "C60"])
+def test_eigenvector_gauge_changes_nothing(model, name, monkeypatch):
+    if model.phi is None:
+        pytest.skip("no Φ-Module: no eigenvectors")
+    mol = ase_molecule(name)
+    ref = run(model, mol)
+    monkeypatch.setattr(spectral, "symeig", _gauge_scrambled_eigh(13))
+    out = run(model, mol)
+    close(out["energy"], ref["energy"])
+    close(out["forces"], ref["forces"], atol=1e-7, rtol=1e-6)
+    close(out["charges"], ref["charges"])
+
+
+# ---------------------------------------------------------------- small and sparse systems
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_tiny_molecules(model, n):
+    mol = random_molecule(n, seed=20 + n)
+    out = run(model, mol)
+    assert torch.isfinite(out["energy"]).all() and torch.isfinite(out["forces"]).all()
+    close(out["forces"].sum(0), torch.zeros(3, dtype=out["forces"].dtype), atol=1e-10, rtol=0)
+    if n == 1:
+        close(out["forces"], torch.zeros_like(out["forces"]), atol=1e-12, rtol=0)
+    if n == 2:  # central forces: along the bond
+        bond = mol.pos[1] - mol.pos[0]
+        close(torch.linalg.cross(out["forces"][0], bond), torch.zeros(3, dtype=bond.dtype), atol=1e-10, rtol=0)
+    if n == 3:
+        close(out["forces"], finite_difference_forces(model, mol), atol=1e-6, rtol=1e-5)
+
+
+def test_isolated_atoms(model):
+    h = random_molecule(1, seed=30)
+    o = transformed(h, shift=0.0)
+    o.z = torch.tensor([8])
+    pair = merged(h, o, [50.0, 0.0, 0.0])
+    out = run(model, pair)
+    close(out["energy"][0], run(model, h)["energy"][0] + run(model, o)["energy"][0])
+    close(out["forces"], torch.zeros_like(out["forces"]), atol=1e-12, rtol=0)
+
+
+def test_float32_agrees_with_float64(model):
+    name, phi = model.spec["model"], model.spec["phi"]
+    m32 = make_model(name, phi).to(torch.float32)
+    mol = random_molecule(9, seed=31)
+    e64, e32 = run(model, mol), run(m32, transformed(mol, shift=0.0))
+    assert e32["energy"].dtype == torch.float64  # references are summed in float64
+    assert e32["forces"].dtype == torch.float32
+    close(e32["energy"], e64["energy"], atol=1e-4, rtol=1e-4)
+    close(e32["forces"].double(), e64["forces"], atol=1e-3, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- training
+
+def test_training_step_reduces_loss(model):
+    name, phi = model.spec["model"], model.spec["phi"]
+    teacher = make_model(name, phi, seed=41)
+    student = make_model(name, phi, seed=42).train()
+    mols = [random_molecule(n, seed=50 + n) for n in (4, 6, 7, 9)]
+    data = batch(*mols)
+    target = teacher(data)
+    e_ref, f_ref = target["energy"].detach(), target["forces"].detach()
+    opt = torch.optim.Adam(student.parameters(), lr=3e-3)
+
+    def loss_fn():
+        out = student(data)
+        loss = (out["energy"] - e_ref).pow(2).mean() + (out["forces"] - f_ref).pow(2).mean()
+        if student.phi is not None:
+            loss = loss + 0.1 * out["pde_residual"].mean() + 0.01 * out["charge_error"].abs().mean()
+        return loss
+
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
