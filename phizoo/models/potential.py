@@ -118,6 +118,8 @@ class Potential(nn.Module):
             create = self.training if create_graph is None else create_graph
             (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create, allow_unused=True)
             result["forces"] = -grad if grad is not None else torch.zeros_like(pos)
+            if not create:  # the graph is spent: hand back plain tensors
+                result = {k: v.detach() for k, v in result.items()}
         return result
 
     def num_parameters(self) -> int:
