@@ -1,19 +1,21 @@
 """Spectral low-pass projection onto the ``k`` lowest Laplacian modes, with exact gradients.
 
-For every component with Laplacian ``L = U diag(λ) Uᵀ`` this computes
+For every component with Laplacian ``L = U diag(λ) Uᵀ`` (λ ≥ 0) this computes
 
-    P(L) S = U diag(w) Uᵀ S,   w_i = σ((μ - λ_i) / τ),   μ such that Σ_i w_i = k.
+    P(L) S = U diag(w) Uᵀ S,   w_i = 1 / (1 + (λ_i/μ)^p) = σ(p·(ln μ − ln λ_i)),   Σ_i w_i = k.
 
-``P`` is the projector onto the ``k`` smoothest modes, with Fermi–Dirac occupations of
-width ``τ`` at the boundary (the fixed-"particle-number" smearing of electronic-structure
-codes). Why this form:
+``P`` is the projector onto the ``k`` smoothest modes with Fermi–Dirac occupations on a
+logarithmic eigenvalue scale (equivalently an order-p Butterworth low-pass filter), and
+``μ`` fixed by the "particle number" ``k``. The smearing ``τ = 1/p`` is relative: modes
+within a factor ``e^{±τ}`` of ``μ`` share occupation, so the filter behaves the same for a
+10-atom molecule (eigenvalues ~1) and a 10,000-atom one (lowest eigenvalues ≪ 1). Why:
 
 * ``P`` is a matrix function of ``L``: it does not depend on eigenvector signs or on the
   basis chosen inside a degenerate eigenspace, so neither does anything built from it.
 * A degenerate cluster that straddles mode ``k`` (benzene, C60) is never split: all its
   modes get the same occupation.
 * ``μ`` is a smooth symmetric function of the spectrum, so ``P(L)`` is differentiable
-  everywhere, also where eigenvalues cross.
+  everywhere, also where eigenvalues cross. The zero mode (λ = 0) always has w = 1.
 
 Autograd through ``torch.linalg.eigh`` divides by eigenvalue differences and returns
 inf/NaN at degeneracies. Here the gradient w.r.t. ``L`` is assembled with the
@@ -39,15 +41,22 @@ def symeig(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigh(L)
 
 
-def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, iters: int = 80) -> torch.Tensor:
-    """μ per component with Σ_valid σ((μ - λ)/τ) = k, by bisection in float64. [C]."""
-    lam = lam.detach().double()
-    big = torch.finfo(torch.float64).max
-    lo = torch.where(valid, lam, torch.full_like(lam, big)).amin(-1) - 40.0 * tau
-    hi = torch.where(valid, lam, torch.full_like(lam, -big)).amax(-1) + 40.0 * tau
+def _log_lambda(lam: torch.Tensor) -> torch.Tensor:
+    return torch.log(lam.clamp_min(0.0))  # -inf for the zero mode(s): w = 1 exactly
+
+
+def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, iters: int = 100) -> torch.Tensor:
+    """ln μ per component with Σ_valid σ((ln μ − ln λ)/τ) = k, by bisection in float64. [C]."""
+    loglam = _log_lambda(lam.detach().double())
+    finite = valid & torch.isfinite(loglam)
+    big = 1e300
+    lo = torch.where(finite, loglam, torch.full_like(loglam, big)).amin(-1) - 60.0 * tau
+    hi = torch.where(finite, loglam, torch.full_like(loglam, -big)).amax(-1) + 60.0 * tau
+    lo = torch.where(lo > big / 2, torch.zeros_like(lo), lo)  # components without positive modes
+    hi = torch.where(hi < -big / 2, torch.zeros_like(hi), hi)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        occ = (torch.sigmoid((mid[:, None] - lam) / tau) * valid).sum(-1)
+        occ = (torch.sigmoid((mid[:, None] - loglam) / tau) * valid).sum(-1)
         too_many = occ > k
         hi = torch.where(too_many, mid, hi)
         lo = torch.where(too_many, lo, mid)
@@ -55,14 +64,32 @@ def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, iter
 
 
 def occupations(lam: torch.Tensor, mask: torch.Tensor, k: int, tau: float):
-    """Occupations w [C, n], ∂w/∂μ = v [C, n], μ [C], and which components are smeared [C]."""
-    sizes = mask.sum(-1)
-    smeared = sizes > k
-    mu = fermi_level(lam, mask, k, tau).to(lam.dtype)
-    w_f = torch.sigmoid((mu[:, None] - lam) / tau)
+    """Occupations and their derivatives for components ``[C, n]``.
+
+    Returns w, v = ∂w/∂μ, a = −∂w/∂λ (all [C, n]), μ [C] and ``smeared`` [C] (components
+    with more than k atoms; the others keep every mode with w = 1).
+    """
+    smeared = mask.sum(-1) > k
+    log_mu = fermi_level(lam, mask, k, tau).to(lam.dtype)
+    mu = log_mu.exp()
+    t = _log_lambda(lam) - log_mu[:, None]  # ln(λ/μ)
+    p = 1.0 / tau
+    w_f = torch.sigmoid(-p * t)
+    v_f = (p / mu[:, None]) * w_f * (1.0 - w_f)
+    a_f = (p / mu[:, None]) * torch.exp((p - 1.0) * t) * w_f.pow(2)
+    keep = smeared[:, None] & mask
     w = torch.where(smeared[:, None], w_f, torch.ones_like(lam)) * mask
-    v = torch.where(smeared[:, None], w_f * (1.0 - w_f) / tau, torch.zeros_like(lam)) * mask
-    return w, v, mu, smeared
+    v = torch.where(keep, v_f, torch.zeros_like(lam))
+    a = torch.where(keep, a_f, torch.zeros_like(lam))
+    return w, v, a, mu, smeared
+
+
+def _derivative(lam: torch.Tensor, mu: torch.Tensor, tau: float) -> torch.Tensor:
+    """∂w/∂λ at eigenvalues ``lam`` (any shape broadcastable with ``mu``)."""
+    p = 1.0 / tau
+    t = _log_lambda(lam) - torch.log(mu)
+    w = torch.sigmoid(-p * t)
+    return -(p / mu) * torch.exp((p - 1.0) * t) * w.pow(2)
 
 
 class _LowPass(torch.autograd.Function):
@@ -71,18 +98,18 @@ class _LowPass(torch.autograd.Function):
         with torch.no_grad():
             # Push padding modes above every real eigenvalue (Gershgorin bound) so the
             # first n_c modes of a block are its real ones.
-            bound = (L.abs().sum(-1)).amax() * 2.0 + 1.0
+            bound = L.abs().sum(-1).amax() * 2.0 + 1.0
             Lp = L + torch.diag_embed((~mask).to(L.dtype) * bound)
             lam, U = symeig(Lp)
-            w, v, mu, smeared = occupations(lam, mask, k, tau)
+            w, v, a, mu, smeared = occupations(lam, mask, k, tau)
             Y = U @ (w[..., None] * (U.transpose(-1, -2) @ S))
-        ctx.save_for_backward(S, U, lam, w, v, mu, smeared, mask)
+        ctx.save_for_backward(S, U, lam, w, v, a, mu, smeared, mask)
         ctx.tau = tau
         return Y
 
     @staticmethod
     def backward(ctx, gY):
-        S, U, lam, w, v, mu, smeared, mask = ctx.saved_tensors
+        S, U, lam, w, v, a, mu, smeared, mask = ctx.saved_tensors
         tau = ctx.tau
         Ut = U.transpose(-1, -2)
         gS = U @ (w[..., None] * (Ut @ gY)) if ctx.needs_input_grad[1] else None
@@ -90,21 +117,21 @@ class _LowPass(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             G = 0.5 * (gY @ S.transpose(-1, -2) + S @ gY.transpose(-1, -2))
             Gt = Ut @ G @ U
-            # Divided differences of w(λ) at fixed μ (Daleckii–Krein).
-            dl = lam[:, :, None] - lam[:, None, :]
-            delta = tau * torch.finfo(lam.dtype).eps ** (1.0 / 3.0)
-            near = dl.abs() < delta
-            mid = 0.5 * (lam[:, :, None] + lam[:, None, :])
-            s_mid = torch.sigmoid((mu[:, None, None] - mid) / tau)
-            deriv = -s_mid * (1.0 - s_mid) / tau
+            # Divided differences of w(λ) at fixed μ (Daleckii–Krein); the derivative at the
+            # midpoint where eigenvalues are (nearly) equal.
+            li, lj = lam[:, :, None], lam[:, None, :]
+            dl = li - lj
+            mid = 0.5 * (li + lj)
+            scale = mid.abs() * tau + torch.finfo(lam.dtype).tiny
+            near = dl.abs() < torch.finfo(lam.dtype).eps ** (1.0 / 3.0) * scale
+            deriv = _derivative(mid, mu[:, None, None], tau) * smeared[:, None, None]
             dd = (w[:, :, None] - w[:, None, :]) / torch.where(near, torch.ones_like(dl), dl)
             pair = mask[:, :, None] & mask[:, None, :]
-            Gamma = torch.where(near, deriv * smeared[:, None, None], dd) * pair
-            inner = Gamma * Gt
-            # Constraint Σ w = k moves μ: dμ = Σ v_i dλ_i / Σ v_i.
+            inner = torch.where(near, deriv, dd) * pair * Gt
+            # Constraint Σ w = k moves μ: dμ = Σ a_i dλ_i / Σ v_i.
             vsum = v.sum(-1).clamp_min(torch.finfo(v.dtype).tiny)
             c = (v * torch.diagonal(Gt, dim1=-2, dim2=-1)).sum(-1) / vsum
-            inner = inner + torch.diag_embed(c[:, None] * v)
+            inner = inner + torch.diag_embed(c[:, None] * a)
             gL = U @ inner @ Ut
         return gL, gS, None, None, None
 
@@ -113,10 +140,10 @@ def lowpass_project(L: torch.Tensor, S: torch.Tensor, mask: torch.Tensor, k: int
     """Apply the smeared projector onto the ``k`` lowest modes of each block.
 
     Args:
-        L: [C, n, n] Laplacians, zero outside each real block (see ``laplacian.dense_laplacian``).
+        L: [C, n, n] Laplacians (positive semi-definite), zero outside each real block.
         S: [C, n, ch] fields to project, zero on padding.
         mask: [C, n] bool, real atoms.
-        k: number of modes. tau: smearing width in eigenvalue units.
+        k: number of modes. tau: relative smearing width (1/p of the Butterworth filter).
     Returns:
         [C, n, ch], zero on padding.
     """

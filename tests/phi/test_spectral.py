@@ -35,7 +35,7 @@ def molecule_laplacian(name, cutoff=4.0):
 def test_occupations_sum_to_k_and_split_degenerate_clusters_evenly():
     # 6-cycle: eigenvalues 0, 1, 1, 3, 3, 4. k = 2 cuts through the pair at 1.
     lam, _ = torch.linalg.eigh(lap(cycle_laplacian(6)))
-    w, v, mu, smeared = spectral.occupations(lam, torch.ones_like(lam, dtype=torch.bool), 2, 0.05)
+    w, v, a, mu, smeared = spectral.occupations(lam, torch.ones_like(lam, dtype=torch.bool), 2, 0.05)
     assert torch.isclose(w.sum(), torch.tensor(2.0, dtype=D))
     assert torch.isclose(w[0, 1], w[0, 2]) and torch.isclose(w[0, 1], torch.tensor(0.5, dtype=D), atol=1e-6)
     assert abs(float(mu) - 1.0) < 1e-6  # Fermi level sits on the degenerate pair
@@ -49,7 +49,7 @@ def test_small_components_keep_all_modes():
 
 
 def test_well_separated_spectrum_gives_the_hard_projector():
-    lam = torch.tensor([0.0, 1.0, 2.0, 10.0, 11.0], dtype=D)
+    lam = torch.tensor([0.0, 1.0, 2.0, 100.0, 110.0], dtype=D)  # gap of a factor 50 ≫ e^τ
     Q, _ = torch.linalg.qr(torch.randn(5, 5, dtype=D))
     L = (Q * lam) @ Q.T
     S = torch.randn(1, 5, 1, dtype=D)
@@ -136,3 +136,18 @@ def test_mixed_second_derivative_for_force_training():
     h = 1e-6
     fd = (grad_dot(S0 + h * dS) - grad_dot(S0 - h * dS)) / (2 * h)
     assert abs(float(fd - (gS * dS).sum())) < 1e-6 * max(1.0, abs(float(fd)))
+
+
+def test_smearing_is_relative_for_large_sparse_spectra():
+    """A 200-site path graph: lowest eigenvalues ~1e-4..1e-2, still ~k occupied modes, exact gradient."""
+    n, k = 200, 5
+    W = torch.zeros(1, n, n, dtype=D)
+    idx = torch.arange(n - 1)
+    W[0, idx, idx + 1] = W[0, idx + 1, idx] = 1.0
+    lam = torch.linalg.eigvalsh(lap(W))
+    w, *_ = spectral.occupations(lam, torch.ones(1, n, dtype=torch.bool), k, 0.05)
+    assert float(lam[0, k]) < 0.01
+    assert torch.isclose(w.sum(), torch.tensor(float(k), dtype=D))
+    assert float(w[0, : k - 1].min()) > 0.99 and float(w[0, k + 1 :].max()) < 0.01
+    S = torch.randn(1, n, 2, dtype=D, generator=torch.Generator().manual_seed(3))
+    _directional_check(W, S, torch.ones(1, n, dtype=torch.bool), k, 0.05, seed=4)
