@@ -126,14 +126,11 @@ class E2GNNLayer(nn.Module):
         if self.virtual_node:
             x = x + self.vn_to_atom_rest(self.vn_to_atom_x(x) + self.vn_to_atom_g(gx)[comp])
             vec = vec + self.vn_to_atom_vec(vec + gvec[comp])
-        # 2. message: one gather of [MLP(x) | v] at the sources, one scatter of [Δx | Δv] at the targets
-        nodes = torch.cat([self.message_mlp(x), vec.reshape(n, 3 * F)], dim=-1)[src]
-        a = nodes[:, : 3 * F] * filt  # filt carries the envelope, 1/√3 and (first 2F) 1/√F
-        a1, a2, a3 = torch.split(a, F, dim=-1)
-        dvec = a1.unsqueeze(1) * nodes[:, 3 * F:].reshape(-1, 3, F) + a2.unsqueeze(1) * unit.unsqueeze(-1)
-        agg = scatter(torch.cat([a3, dvec.reshape(-1, 3 * F)], dim=-1), dst, dim=0, dim_size=n, reduce="sum")
-        x = (x + agg[:, :F]) * (1.0 / math.sqrt(2.0))
-        vec = vec + agg[:, F:].reshape(n, 3, F)
+        # 2. message j -> i (filt carries the envelope, 1/√3 and, on its first 2F channels, 1/√F)
+        a1, a2, a3 = torch.split(self.message_mlp(x)[src] * filt, F, dim=-1)
+        dvec = a1.unsqueeze(1) * vec[src] + a2.unsqueeze(1) * unit.unsqueeze(-1)
+        x = (x + scatter(a3, dst, dim=0, dim_size=n, reduce="sum")) * (1.0 / math.sqrt(2.0))
+        vec = vec + scatter(dvec, dst, dim=0, dim_size=n, reduce="sum")
         # 3. update
         uv, vv = torch.split(self.update_vec(vec), F, dim=-1)
         b1, b2, b3 = torch.split(self.update_mlp(torch.cat([x, safe_norm(vv, dim=1)], dim=-1)), F, dim=-1)
@@ -204,7 +201,11 @@ class E2GNN(Backbone):
         src, dst = graph.src, graph.dst
         unit = -graph.vec / graph.dist.unsqueeze(-1)  # e_ij = (r_i - r_j) / r_ij, pointing at the target
         env = polynomial_envelope(graph.dist, self.cutoff, p=self.envelope_exponent).unsqueeze(-1)
-        filt = torch.split(self.filters(self.rbf(graph.dist)) * env * self.filter_scale, 3 * F, dim=-1)
+        # (W·rbf + b)·env·scale for all layers as one matrix product: [rbf·env, env] @ [W, b]ᵀ·scale
+        # (the envelope multiplies the bias too, so every filter vanishes smoothly at the cutoff).
+        basis = torch.cat([self.rbf(graph.dist) * env, env], dim=-1)
+        weight = torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1) * self.filter_scale[:, None]
+        filt = torch.split(basis @ weight.T, 3 * F, dim=-1)
         if self.virtual_node != "none":
             comp, num_comp = self.virtual_node_index(graph)
             gx = self.vn_embedding.expand(num_comp, F)
