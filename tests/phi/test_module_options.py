@@ -1,0 +1,49 @@
+"""Every Φ option keeps the properties of the default (checked on PaiNN)."""
+import pytest
+import torch
+
+import phizoo
+from tests.models.test_model_suite import close, finite_difference_forces, run
+from tests.molecules import ase_molecule, merged, random_molecule, random_orthogonal, transformed
+
+OPTIONS = [
+    {"rho": "tied"},
+    {"alpha_net": "gated"},
+    {"laplacian": "normalized"},
+    {"weight": "polynomial"},
+    {"k": 1},
+    {"smearing": 0.2},
+]
+
+
+@pytest.fixture(scope="module", params=OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def model(request):
+    torch.manual_seed(0)
+    m = phizoo.build_model("painn", phi=True, preset="test", dtype=torch.float64, phi_options=request.param)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        m.phi.gamma.fill_(1.0)
+    return m.eval()
+
+
+def test_forces_finite_differences_random_and_degenerate(model):
+    for mol in (random_molecule(6, 1), ase_molecule("C6H6")):
+        close(run(model, mol)["forces"], finite_difference_forces(model, mol), atol=1e-6, rtol=1e-5)
+
+
+def test_invariance_batch_independence_and_size_consistency(model):
+    a, b = random_molecule(9, 2), random_molecule(7, 3)
+    ra, rb = run(model, a), run(model, b)
+    R = random_orthogonal(4, reflect=True)
+    perm = torch.randperm(9, generator=torch.Generator().manual_seed(5))
+    out = run(model, b, transformed(a, R=R, shift=[1.0, 2.0, 3.0], perm=perm))
+    close(out["energy"], torch.cat([rb["energy"], ra["energy"]]))
+    close(out["charges"][7:], ra["charges"][perm])
+    both = run(model, merged(a, b, [0.0, 100.0, 0.0]))
+    close(both["energy"][0], ra["energy"][0] + rb["energy"][0])
+
+
+def test_phi_contributes(model):
+    out = run(model, random_molecule(9, 6))
+    assert float(out["electrostatic_energy"].abs().max()) > 1e-6
