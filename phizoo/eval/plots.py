@@ -1,0 +1,92 @@
+"""Figures (PNG) drawn with matplotlib's Agg canvas directly: no global backend switch, no display."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _parity(ax, true: np.ndarray, pred: np.ndarray, label: str, unit: str, scale: float) -> None:
+    true, pred = np.asarray(true, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    err = pred - true
+    ax.scatter(true, pred, s=6, alpha=0.6, edgecolors="none")
+    if true.size:
+        lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+        pad = 0.03 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="k", lw=0.8)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        mae = float(np.abs(err).mean()) * scale
+        rmse = float(np.sqrt((err ** 2).mean())) * scale
+        ax.text(0.04, 0.96, f"MAE {mae:.3g}\nRMSE {rmse:.3g}", transform=ax.transAxes, va="top", fontsize=9,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    ax.set_xlabel(f"reference {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.set_title(f"{label} (errors in {unit})", fontsize=10)
+    ax.set_aspect("equal", adjustable="box")
+
+
+def parity_plot(predictions: dict, path: str | Path, title: str = "") -> Path:
+    """Energy (per atom, element references removed) and force-component parity plots.
+
+    ``predictions`` as returned by ``phizoo.eval.metrics.evaluate(..., return_predictions=True)``.
+    """
+    has_f = len(predictions.get("forces_true", [])) > 0
+    fig = _figure(10 if has_f else 5.2, 4.8)
+    axes = fig.subplots(1, 2 if has_f else 1, squeeze=False)[0]
+    nat = np.maximum(predictions["natoms"], 1)
+    ref = predictions["energy_ref"]
+    _parity(axes[0], (predictions["energy_true"] - ref) / nat, (predictions["energy_pred"] - ref) / nat,
+            "(E − ΣE_ref)/N [eV/atom]", "meV/atom", 1000.0)
+    if has_f:
+        _parity(axes[1], np.ravel(predictions["forces_true"]), np.ravel(predictions["forces_pred"]),
+                "force component [eV/Å]", "meV/Å", 1000.0)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def leaderboard_chart(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Bar chart of energy MAE (meV) and, where available, force MAE (meV/Å) per model."""
+    names = [r["model"] for r in rows]
+    colors = ["tab:orange" if r.get("phi") else "tab:blue" for r in rows]
+    panels = [("energy_mae_meV", "energy MAE [meV]")]
+    if any(r.get("forces_mae_meV_per_A") is not None for r in rows):
+        panels.append(("forces_mae_meV_per_A", "force MAE [meV/Å]"))
+    fig = _figure(max(4.0, 1.2 * len(rows) + 2.0) * len(panels), 4.2)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    x = np.arange(len(rows))
+    for ax, (key, label) in zip(axes, panels):
+        vals = [r.get(key) if r.get(key) is not None else np.nan for r in rows]
+        bars = ax.bar(x, vals, color=colors)
+        for b, v in zip(bars, vals):
+            if np.isfinite(v):
+                ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+    from matplotlib.patches import Patch
+
+    axes[0].legend(handles=[Patch(color="tab:blue", label="base"), Patch(color="tab:orange", label="Φ")],
+                   fontsize=8, loc="upper right")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

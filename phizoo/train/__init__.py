@@ -1,0 +1,53 @@
+"""Training, fine-tuning and the pieces they are made of.
+
+``Trainer`` (trainer.py), ``finetune`` (finetune.py), ``train_from_config`` (below),
+configuration (config.py), losses, EMA, element references, DDP helpers and data adapters.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import load_config, make_config  # noqa: F401
+from .finetune import finetune  # noqa: F401  (the function shadows the submodule name on purpose)
+from .trainer import Trainer, TrainingInterrupted, load_trainer_state  # noqa: F401
+
+
+def build_from_config(cfg: dict[str, Any]):
+    """A fresh model for the ``model`` section of a training config, seeded by ``cfg["seed"]``."""
+    import torch
+
+    from ..registry import build_model
+
+    m = cfg["model"]
+    if not m.get("name"):
+        raise ValueError("training config: model.name is required")
+    dtype = getattr(torch, m.get("dtype", "float32"))
+    with torch.random.fork_rng():
+        torch.manual_seed(int(cfg["seed"]))
+        return build_model(m["name"], phi=bool(m.get("phi")), preset=m.get("preset", "default"),
+                           phi_options=m.get("phi_options") or None, dtype=dtype, **(m.get("overrides") or {}))
+
+
+def train_from_config(config: dict[str, Any], dataset, splits: dict[str, Sequence[int]] | None = None,
+                      output_dir: str | Path | None = None, resume: bool = False, device: str | None = None,
+                      dataset_info: dict | None = None, callbacks: Sequence = ()):
+    """Build the model of ``config``, train it; returns ``(trainer, summary)``.
+
+    ``splits`` defaults to the dataset's stored splits named in ``config["data"]``.
+    """
+    from .data import split_indices
+
+    cfg = make_config(config)
+    if splits is None:
+        names = cfg["data"]
+        splits = {"train": split_indices(dataset, names["train"]), "val": split_indices(dataset, names["val"])}
+        if names.get("test"):
+            try:
+                splits["test"] = split_indices(dataset, names["test"])
+            except KeyError:
+                pass
+    model = build_from_config(cfg)
+    trainer = Trainer(model, dataset, splits, cfg, output_dir=output_dir or cfg["output"], device=device,
+                      dataset_info=dataset_info, callbacks=callbacks)
+    return trainer, trainer.fit(resume=resume)

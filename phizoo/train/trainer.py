@@ -1,0 +1,582 @@
+"""The phizoo trainer.
+
+* AdamW (no weight decay on biases and scalars), linear warm-up + cosine decay per step,
+  gradient-norm clipping, EMA of the weights (validation, selection and checkpoints use
+  the EMA weights).
+* Loss: energy (optionally per atom) + forces + λ_pde·pde_residual + λ_q·|Σρ − Q|.
+* Element references fitted by least squares on the TRAINING split only, written into
+  ``model.element_energies``; ``scale``/``shift`` from training statistics.
+* Selection on validation only (``monitor``); the test split, if any, is evaluated once
+  with the selected checkpoint and reported, never used to choose anything.
+* Output directory: ``best.{safetensors,json}`` (phizoo checkpoint, EMA weights of the best
+  validation epoch), ``last.*`` (EMA weights of the last epoch), ``trainer_state.pt``
+  (everything needed to resume, loadable with ``torch.load(weights_only=True)``),
+  ``metrics.csv``, ``config.yaml`` and ``tensorboard/`` when TensorBoard is installed.
+* Resume: the state holds model, EMA, optimiser, schedule, RNG states, epoch, position in
+  the epoch and history; batches come from a seeded permutation per epoch, so a resumed run
+  retraces the uninterrupted one exactly (bitwise on CPU).
+* Distributed: under ``torchrun`` every rank takes ``batch_size / world_size`` molecules of
+  each global batch (``DistributedSampler`` order); losses are normalised by global counts so
+  gradients equal the single-process global-batch gradients. Rank 0 logs and writes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from ..pretrained import save_checkpoint
+from . import distributed as D
+from .config import make_config
+from .data import chunk, describe_dataset, indices_digest, loader
+from .ema import EMA
+from .losses import compute_loss, finalize_errors
+from .references import apply_references
+
+STATE_FORMAT = "phizoo-trainer-state/1"
+STATE_FILE = "trainer_state.pt"
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raise from a callback to stop a run abruptly (as if the process were killed)."""
+
+
+# ------------------------------------------------------------------ schedule
+
+class WarmupCosine:
+    """lr(step) = lr0 · (step+1)/warmup during warm-up, then cosine from lr0 to lr0·min_ratio."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float):
+        self.optimizer = optimizer
+        self.total_steps = max(int(total_steps), 1)
+        self.warmup_steps = max(int(warmup_steps), 0)
+        self.min_ratio = float(min_ratio)
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.step_count = 0
+        self._apply()
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = min(max(step - self.warmup_steps, 0) / span, 1.0)
+        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _apply(self) -> None:
+        f = self.factor(self.step_count)
+        for g, lr in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = lr * f
+
+    def step(self) -> None:
+        self.step_count += 1
+        self._apply()
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        return {"step_count": self.step_count, "base_lrs": list(self.base_lrs), "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "min_ratio": self.min_ratio}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_count = int(state["step_count"])
+        self.base_lrs = [float(x) for x in state["base_lrs"]]
+        self.total_steps, self.warmup_steps = int(state["total_steps"]), int(state["warmup_steps"])
+        self.min_ratio = float(state["min_ratio"])
+        self._apply()
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+# ------------------------------------------------------------------ RNG and files
+
+def rng_state() -> dict:
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+        "python_gauss": random.getstate()[2],
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"]),
+                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
+                                                               "pos": n["pos"]},
+                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_trainer_state(path: str | Path) -> dict:
+    """Read a trainer state (plain tensors and containers only: ``weights_only=True``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != STATE_FORMAT:
+        raise RuntimeError(f"{path}: not a phizoo trainer state (format {state.get('format')!r})")
+    return state
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                            "torch_threads": torch.get_num_threads()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        info["cpu"] = platform.processor()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def _tensorboard(logdir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed
+        return None
+    return SummaryWriter(str(logdir))
+
+
+# ------------------------------------------------------------------ trainer
+
+class Trainer:
+    """Train a ``Potential`` on ``dataset`` with the given splits.
+
+    Args:
+        model: a ``phizoo`` ``Potential`` (fresh from ``build_model`` or loaded).
+        dataset: a map-style dataset of PyG ``Data`` (``z``, ``pos``, ``energy`` [, ``forces``, ...]).
+        splits: ``{"train": [...], "val": [...], "test": [...]}`` (``test`` optional, never used for selection).
+        config: training config (``phizoo.train.config``; missing keys take defaults).
+        output_dir: where checkpoints, state and metrics go (``None``: keep nothing on disk).
+        callbacks: ``f(trainer)`` called after every optimiser step (raise ``TrainingInterrupted``
+            to simulate a crash).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
+        dataset_info: recorded in the checkpoint card (name, path, ...).
+        fit_references: override ``config.references.fit`` (fine-tuning keeps references).
+    """
+
+    def __init__(self, model, dataset, splits: dict[str, Sequence[int]], config: dict | None = None,
+                 output_dir: str | Path | None = None, callbacks: Sequence[Callable] = (),
+                 device: str | torch.device | None = None, dataset_info: dict | None = None):
+        self.cfg = make_config(config)
+        self.dist, self.device = D.setup(device)
+        self.dataset = dataset
+        if "train" not in splits or "val" not in splits:
+            raise ValueError("splits must contain 'train' and 'val' index lists")
+        self.splits = {k: [int(i) for i in v] for k, v in splits.items() if v is not None}
+        overlap = set(self.splits["train"]) & (set(self.splits["val"]) | set(self.splits.get("test", [])))
+        if overlap:
+            raise ValueError(f"{len(overlap)} structures are in the train split and in val/test")
+        self.model = model.to(self.device)
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.callbacks = list(callbacks)
+        self.dataset_info = dataset_info or describe_dataset(dataset)
+        bs = int(self.cfg["batch_size"])
+        if bs % self.dist.world_size:
+            raise ValueError(f"batch_size {bs} (global) must be divisible by the world size {self.dist.world_size}")
+        self.local_batch = bs // self.dist.world_size
+        self.epoch = 0            # completed epochs
+        self.batch_in_epoch = 0   # completed batches of the current epoch
+        self.step = 0             # completed optimiser steps
+        self.history: list[dict] = []
+        self.best = {"value": math.inf, "epoch": -1}
+        self.elapsed = 0.0
+        self._accum: dict[str, float] = {}
+        self.references_info: dict = {}
+        self.optimizer = None
+        self.schedule = None
+        self.ema: EMA | None = None
+        self._tb = None
+
+    # ---------------------------------------------------------- set-up
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def _log(self, msg: str) -> None:
+        if self.is_main and self.cfg["progress"]:
+            print(msg, flush=True)
+
+    def _weights(self) -> dict:
+        return self.cfg["loss"]
+
+    def _needs_forces(self) -> bool:
+        if not self._weights().get("forces"):
+            return False
+        return getattr(self.dataset[self.splits["train"][0]], "forces", None) is not None
+
+    def steps_per_epoch(self) -> int:
+        n = len(self.splits["train"])
+        per_rank = math.ceil(n / self.dist.world_size)
+        return math.ceil(per_rank / self.local_batch)
+
+    def _total_steps(self) -> int:
+        total = int(self.cfg["epochs"]) * self.steps_per_epoch()
+        if self.cfg["max_steps"]:
+            total = min(total, int(self.cfg["max_steps"]))
+        return total
+
+    def _build(self) -> None:
+        o = self.cfg["optimizer"]
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, o["weight_decay"]), lr=o["lr"],
+                                           betas=tuple(o["betas"]), eps=o["eps"])
+        s = self.cfg["schedule"]
+        warm = s["warmup_steps"] or 0
+        if s.get("warmup_epochs"):
+            warm = int(round(float(s["warmup_epochs"]) * self.steps_per_epoch()))
+        self.schedule = WarmupCosine(self.optimizer, self._total_steps(), warm, s["min_lr_ratio"])
+        e = self.cfg["ema"]
+        self.ema = EMA(self.model, e["decay"] if e["enabled"] else 0.0, warmup=e["warmup"] and e["enabled"])
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's batches (positions into the train split) for ``epoch``."""
+        sampler = torch.utils.data.DistributedSampler(range(len(self.splits["train"])),
+                                                      num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                                      shuffle=True, seed=int(self.cfg["seed"]), drop_last=False)
+        sampler.set_epoch(epoch)
+        return chunk(list(sampler), self.local_batch)
+
+    # ---------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": rng_state(),
+            "best": dict(self.best),
+            "history": list(self.history),
+            "accum": dict(self._accum),
+            "elapsed": self.elapsed,
+            "references": self.references_info,
+            "config": self.cfg,
+            "world_size": self.dist.world_size,
+            "splits_sha256": {k: indices_digest(v) for k, v in self.splits.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        digests = {k: indices_digest(v) for k, v in self.splits.items()}
+        if state["splits_sha256"] != digests:
+            raise RuntimeError("the trainer state was written for different splits; refusing to resume")
+        if state["config"] != self.cfg:
+            changed = sorted(k for k in self.cfg if state["config"].get(k) != self.cfg[k])
+            warnings.warn(f"resuming with a changed config (keys: {', '.join(changed)}); the run will not "
+                          "reproduce an uninterrupted one", stacklevel=2)
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.epoch, self.batch_in_epoch, self.step = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["step"])
+        self.best = dict(state["best"])
+        self.history = list(state["history"])
+        self._accum = dict(state["accum"])
+        self.elapsed = float(state["elapsed"])
+        self.references_info = state.get("references", {})
+        set_rng_state(state["rng"])
+
+    def save_state(self) -> None:
+        if self.output_dir is None or not self.is_main:
+            return
+        state = self.state_dict()
+        _atomic(self.output_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+    # ---------------------------------------------------------- steps
+    def _train_step(self, ddp_model, batch) -> dict[str, float]:
+        batch = batch.to(self.device)
+        self.model.train()
+        forces = self._needs_forces()
+        out = ddp_model(batch, compute_forces=forces)
+        n_mol, n_force = float(batch.num_graphs), float(batch.pos.numel()) if forces else 0.0
+        if self.dist.enabled:
+            counts = D.all_reduce_sum(torch.tensor([n_mol, n_force], dtype=torch.float64, device=self.device),
+                                      self.dist)
+            n_mol, n_force = float(counts[0]), float(counts[1])
+        loss, parts = compute_loss(out, batch, self._weights(), self.model.dtype, n_mol, n_force or None)
+        if self.dist.enabled:
+            loss = loss * self.dist.world_size  # DDP averages gradients over ranks
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.cfg["optimizer"]["grad_clip"]
+        if clip:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        else:
+            grad_norm = float("nan")
+        self.optimizer.step()
+        self.schedule.step()
+        if self.cfg["ema"]["enabled"]:
+            self.ema.update(self.model)
+        else:
+            self.ema.copy_from(self.model)
+        self.step += 1
+        stats = {"loss": float(loss.detach()) / (self.dist.world_size if self.dist.enabled else 1), **parts,
+                 "grad_norm": grad_norm}
+        return stats
+
+    def validate(self, split: str = "val", model=None) -> dict[str, float]:
+        """Metrics (eV units) of the EMA model (or ``model``) on ``split``, all ranks combined."""
+        from ..eval.metrics import error_sums, has_forces
+
+        m = model if model is not None else self.ema.module
+        idx = self.splits[split]
+        sums = error_sums(m, self.dataset, idx, int(self.cfg["val_batch_size"]), self.device,
+                          forces=has_forces(self.dataset, idx), info=self.dist)
+        metrics = finalize_errors(sums)
+        w = self._weights()
+        e_key = "energy_rmse_per_atom" if w.get("per_atom_energy", True) else "energy_rmse"
+        ea_key = "energy_mae_per_atom" if w.get("per_atom_energy", True) else "energy_mae"
+        sq = w.get("type", "mse") == "mse"
+        loss = w["energy"] * (metrics[e_key] ** 2 if sq else metrics[ea_key])
+        if "forces_mae" in metrics and w.get("forces"):
+            loss += w["forces"] * (metrics["forces_rmse"] ** 2 if sq else metrics["forces_mae"])
+        if "pde_residual" in metrics:
+            loss += w.get("pde", 0.0) * metrics["pde_residual"] + w.get("charge", 0.0) * metrics["charge_error_mae"]
+        metrics["loss"] = loss
+        return metrics
+
+    # ---------------------------------------------------------- checkpoints
+    def card(self, metrics: dict | None = None) -> dict[str, Any]:
+        split_names = self.cfg["data"]
+        return {
+            "dataset": self.dataset_info,
+            "split": {k: {"name": split_names.get(k, k), "size": len(v), "sha256": indices_digest(v)}
+                      for k, v in self.splits.items()},
+            "hyperparameters": self.cfg,
+            "references": {"fitted_on": "train" if self.cfg["references"]["fit"] else "not refitted",
+                           **{k: v for k, v in self.references_info.items() if k != "element_energies"}},
+            "training": {"time_s": round(self.elapsed, 3), "epochs_completed": self.epoch, "steps": self.step,
+                         "best_epoch": self.best["epoch"], "monitor": self.cfg["monitor"],
+                         "selection": "best validation epoch (EMA weights); test never used for selection",
+                         "world_size": self.dist.world_size, "device": str(self.device), "hardware": hardware()},
+            "metrics": metrics or {},
+        }
+
+    def _save_model(self, name: str, metrics: dict) -> None:
+        if self.output_dir is None or not self.is_main:
+            return
+        save_checkpoint(self.ema.module, self.output_dir / name, **self.card(metrics))
+
+    def _write_metrics(self) -> None:
+        if self.output_dir is None or not self.is_main or not self.history:
+            return
+        keys: list[str] = []
+        for row in self.history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys)
+        w.writeheader()
+        w.writerows(self.history)
+        _atomic(self.output_dir / "metrics.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+
+    # ---------------------------------------------------------- main loop
+    def fit(self, resume: bool | str | Path = False) -> dict[str, Any]:
+        """Train; returns a summary (best epoch, validation/test metrics, paths).
+
+        ``resume``: ``True`` = continue from ``output_dir/trainer_state.pt`` if present,
+        or a path to a trainer state.
+        """
+        cfg = self.cfg
+        seed_everything(int(cfg["seed"]))
+        self._build()
+        state_path = None
+        if resume:
+            state_path = Path(resume) if not isinstance(resume, bool) else (
+                self.output_dir / STATE_FILE if self.output_dir else None)
+            if state_path is not None and not state_path.exists():
+                if not isinstance(resume, bool):
+                    raise FileNotFoundError(f"no trainer state at {state_path}")
+                state_path = None
+        if state_path is not None:
+            self.load_state_dict(load_trainer_state(state_path))
+            self._log(f"resumed from {state_path} at epoch {self.epoch}, step {self.step}")
+        else:
+            if cfg["references"]["fit"] or cfg["references"]["scale_shift"]:
+                self.references_info = apply_references(self.model, self.dataset, self.splits["train"],
+                                                        fit=cfg["references"]["fit"],
+                                                        scale_shift=cfg["references"]["scale_shift"])
+            self.ema.copy_from(self.model)
+        if self.output_dir is not None and self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            _atomic(self.output_dir / "config.yaml",
+                    lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))
+            self._tb = _tensorboard(self.output_dir / "tensorboard")
+
+        ddp_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            ddp_model = DDP(self.model, device_ids=ids, find_unused_parameters=bool(cfg["find_unused_parameters"]))
+
+        total = self._total_steps()
+        epochs = int(cfg["epochs"])
+        try:
+            while self.epoch < epochs and self.step < total:
+                self._run_epoch(ddp_model, total)
+        finally:
+            if self._tb is not None:
+                self._tb.close()
+        return self._finish()
+
+    def _run_epoch(self, ddp_model, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        batches = self._epoch_batches(self.epoch)
+        todo = batches[self.batch_in_epoch:]
+        if self.batch_in_epoch == 0:
+            self._accum = {}
+        bar = tqdm(loader(self.dataset, self.splits["train"], todo, int(cfg["num_workers"])),
+                   total=len(batches), initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg['epochs']}",
+                   disable=not (cfg["progress"] and self.is_main), leave=False, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        for batch in bar:
+            stats = self._train_step(ddp_model, batch)
+            self.batch_in_epoch += 1
+            for k, v in stats.items():
+                self._accum[k] = self._accum.get(k, 0.0) + v
+            self._accum["n"] = self._accum.get("n", 0.0) + 1
+            bar.set_postfix(loss=f"{stats['loss']:.4g}", lr=f"{self.schedule.lr:.2e}")
+            self.elapsed += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for cb in self.callbacks:
+                cb(self)
+            every = int(cfg["checkpoint_every"] or 0)
+            if every and self.step % every == 0 and self.batch_in_epoch < len(batches):
+                self.save_state()
+            if self.step >= total:
+                break
+        bar.close()
+        self.elapsed += time.perf_counter() - t0
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        cfg = self.cfg
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        n = max(self._accum.get("n", 1.0), 1.0)
+        row: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "lr": self.schedule.lr}
+        row.update({f"train_{k}": v / n for k, v in self._accum.items() if k != "n"})
+        validate = (self.epoch % max(int(cfg["validate_every"]), 1) == 0) or self.epoch >= int(cfg["epochs"]) \
+            or self.step >= self._total_steps()
+        if validate:
+            val = self.validate("val")
+            row.update({f"val_{k}": v for k, v in val.items()})
+        row["time_s"] = round(self.elapsed, 3)
+        self.history.append(row)
+        monitor = cfg["monitor"]
+        if validate:
+            if monitor not in row:
+                raise KeyError(f"monitor {monitor!r} is not a validation metric; available: "
+                               f"{', '.join(k for k in row if k.startswith('val_'))}")
+            value = float(row[monitor])
+            if value < self.best["value"]:
+                self.best = {"value": value, "epoch": self.epoch}
+                self._save_model("best", {"val": _metrics_for_card(row)})
+            self._save_model("last", {"val": _metrics_for_card(row)})
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, self.epoch)
+        self._write_metrics()
+        self.save_state()
+        if self.is_main and cfg["progress"]:
+            shown = {k: row[k] for k in ("train_loss", "val_energy_mae", "val_forces_mae", monitor) if k in row}
+            self._log(f"epoch {self.epoch}: " + ", ".join(f"{k}={v:.5g}" for k, v in shown.items()))
+
+    def _finish(self) -> dict[str, Any]:
+        from ..eval.metrics import to_mev
+        from ..pretrained import load_checkpoint
+
+        summary: dict[str, Any] = {"best_epoch": self.best["epoch"], "best_value": self.best["value"],
+                                   "monitor": self.cfg["monitor"], "epochs": self.epoch, "steps": self.step,
+                                   "time_s": self.elapsed, "history": self.history}
+        best_row = next((r for r in self.history if r["epoch"] == self.best["epoch"]), None)
+        summary["val"] = to_mev({k[4:]: v for k, v in (best_row or {}).items() if k.startswith("val_")})
+        # the selected model: the best EMA weights (loaded back from disk when written there)
+        best_model = self.ema.module
+        if self.output_dir is not None:
+            D.barrier(self.dist)
+            best_path = self.output_dir / "best.json"
+            if best_path.exists():
+                best_model = load_checkpoint(best_path, device=self.device)
+                summary["checkpoint"] = str(self.output_dir / "best")
+        self.best_model = best_model
+        if self.cfg["evaluate_test"] and self.splits.get("test"):
+            test = to_mev(finalize_errors(_sums_for(self, best_model, "test")))
+            summary["test"] = test
+            if self.output_dir is not None and self.is_main:
+                metrics = {"val": _metrics_for_card(best_row or {}), "test": test}
+                save_checkpoint(best_model, self.output_dir / "best", **self.card(metrics))
+        return summary
+
+
+def _sums_for(trainer: Trainer, model, split: str) -> dict[str, float]:
+    from ..eval.metrics import error_sums, has_forces
+
+    idx = trainer.splits[split]
+    return error_sums(model, trainer.dataset, idx, int(trainer.cfg["val_batch_size"]), trainer.device,
+                      forces=has_forces(trainer.dataset, idx), info=trainer.dist)
+
+
+def _metrics_for_card(row: dict) -> dict[str, float]:
+    from ..eval.metrics import to_mev
+
+    out = to_mev({k[4:]: v for k, v in row.items() if k.startswith("val_")})
+    out["epoch"] = row.get("epoch")
+    return out
