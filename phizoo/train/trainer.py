@@ -461,6 +461,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
+            # [1, F] output layers: DDP warns about the (irrelevant) stride of a size-1 dimension
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
             ddp_model = DDP(self.model, device_ids=ids, find_unused_parameters=bool(cfg["find_unused_parameters"]))
 
         total = self._total_steps()
