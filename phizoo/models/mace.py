@@ -1,0 +1,330 @@
+r"""MACE-like backbone on e3nn (Batatia, Kovács, Simm, Ortner, Csányi, NeurIPS 2022,
+"MACE: Higher Order Equivariant Message Passing Neural Networks", arXiv:2206.07697).
+
+Per atom ``i`` and layer ``t`` the features ``h`` are e3nn irreps: ``K x 0e`` after the
+embedding, ``K x (0e + 1o + ... + L_hidden)`` between layers (natural parity, as mace-torch's
+``128x0e+128x1o``), ``K x 0e`` after the last layer (only scalars are read). One layer:
+
+1. one-particle basis (the paper's eq. 8)::
+
+       A_i = Linear( Σ_j  TP_uvu( W h_j ,  Y(r̂_ij) ;  R(r_ij) ) ) / avg_num_neighbors
+
+   ``Y`` = real spherical harmonics up to ``max_ell`` (e3nn, component normalisation),
+   ``R`` = radial MLP (e3nn ``FullyConnectedNet``, no biases) on Bessel functions times the
+   polynomial envelope, one weight per channel and coupling path ``(l1, l2) -> l3``. As in the
+   paper, paths into the same ``l3`` are summed on the edge (mace-torch keeps them apart until
+   the linear after aggregation: 3x the per-edge memory at ``L_hidden = 1``). ``A`` has irreps
+   ``K x (0e + 1o + 2e + 3o)`` for ``max_ell = 3``.
+
+2. symmetric product basis of correlation order ``ν`` (MACE's "symmetric contraction"),
+   built from e3nn ``TensorProduct``\ s (see :class:`SymmetricProductBasis`)::
+
+       m_i = Linear( Σ_{ν=1..correlation} Σ_η  w^{z_i}_{k,ν,η}  B^{(ν)}_{i,k,η} )
+
+   ``B^{(ν)}`` is a channel-wise (same ``k`` in every factor) coupling of ``ν`` copies of
+   ``A_{i,k}`` to an output irrep; its weights depend on the element of atom ``i``.
+
+3. update with an element-dependent residual (e3nn ``FullyConnectedTensorProduct`` of ``h`` with
+   the element attributes, mace-torch's ``skip_tp``)::
+
+       h_i <- m_i + Σ_a attr(z_i)_a W_a h_i
+
+Body order: ``A`` is a sum over single neighbours (2-body); ``B^{(ν)}`` multiplies ``ν`` of them,
+so one layer is ``(ν + 1)``-body (4-body for ``correlation = 3``); stacking ``T`` layers raises it
+further. Element attributes ``attr(z)``: a one-hot over ``elements`` (exactly mace-torch's
+``node_attrs``) or, when ``elements`` is ``None``, a learned ``element_dim``-dimensional
+embedding of every Z (a rank-``element_dim`` factorisation of the per-element weights; any Z in
+1..118 is accepted).
+
+Readout (in ``Potential``): ``features`` = the scalars of every layer concatenated (mace-torch
+sums one readout per layer; an MLP on the concatenation contains that), ``layer_features`` =
+each layer's scalars, for the Φ-Module.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet
+from torch import nn
+from torch_geometric.utils import scatter
+
+from ..nn.graph import Graph
+from ..nn.radial import RadialBasis, polynomial_envelope
+from ..registry import register_model
+from .backbone import Backbone, BackboneOutput
+from .potential import MAX_Z
+
+
+def natural_irreps(mul: int, lmax: int) -> o3.Irreps:
+    """``mul x 0e + mul x 1o + mul x 2e + ...`` up to ``lmax`` (parity (-1)^l, like spherical harmonics)."""
+    return o3.Irreps([(mul, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+def _couples(ir1: o3.Irrep, ir2: o3.Irrep, ir_out: o3.Irrep) -> bool:
+    return ir_out in list(ir1 * ir2)
+
+
+def _symmetric_nonzero(l1: int, l2: int, l_out: int) -> bool:
+    """Whether x ⊗ x (same vector in both slots, l1 == l2) survives in ``l_out``: the symmetric part
+    of e3nn's real Clebsch-Gordan tensor (it is either symmetric or antisymmetric in its first two
+    indices; the antisymmetric couplings, odd ``l_out`` for ``l1 == l2``, vanish identically)."""
+    c = o3.wigner_3j(l1, l2, l_out, dtype=torch.float64)
+    return bool((c + c.transpose(0, 1)).abs().max() > 1e-9)
+
+
+class SymmetricProductBasis(nn.Module):
+    r"""MACE's product basis ``Σ_ν Σ_η w^{z}_{kνη} B^{(ν)}_{kη}`` from e3nn tensor products.
+
+    Input ``A`` [N, K x (irreps_a)], element attributes [N, attr_dim]; output [N, K x (irreps_out)].
+
+    Construction (all tensor products channel-wise, e3nn mode ``"uuu"``: channel ``k`` of the
+    output only sees channel ``k`` of every factor, as in MACE):
+
+    * ``T_1 = A``.
+    * ``T_2 = Sym(A ⊗ A)``: unweighted couplings ``(A_{l1} ⊗ A_{l2})_λ`` for ``l1 <= l2`` only
+      (``(l2, l1)`` is the same polynomial up to sign), and for ``l1 == l2`` only the symmetric
+      couplings (``λ`` even; the antisymmetric ones vanish on ``x ⊗ x``). Every path is kept as its
+      own irrep slot (no summation), so no coupling information is lost.
+    * ``T_n = T_{n-1} ⊗ A`` (``n >= 3``, only for ``correlation >= 4``), all paths kept.
+    * Only slots that can still reach an output irrep in the remaining steps are kept
+      (``λ <= max_ell_A + L_out`` for ``correlation = 3``, and the matching parity).
+    * One final, **weighted** tensor product with per-atom weights ``w^{z_i}``::
+
+          B = TP_w( [1 ⊕ T_1 ⊕ ... ⊕ T_{ν-1}] ,  A )  ->  irreps_out
+
+      ``1 ⊗ A`` gives ``ν = 1``, ``T_1 ⊗ A`` (symmetric pairs only, as for ``T_2``) gives ``ν = 2``,
+      ``T_{n} ⊗ A`` gives ``ν = n + 1``. Each full coupling path (e.g. ``((l1 l2)λ l3) L``) has its
+      own weight per channel and element.
+
+    The ``ν``-th term is a homogeneous polynomial of degree ``ν`` in ``A`` and the family spans every
+    channel-wise equivariant polynomial of ``A`` of degree ``<= correlation`` (the coupled basis of
+    ``A^{⊗ν}`` is complete; the symmetric restriction removes only vanishing or duplicated terms).
+    Compared with mace-torch's generalised Clebsch-Gordan contraction (``U`` matrices of the
+    symmetric power, a minimal basis) the paths of ``T_2 ⊗ A`` are not linearly independent on
+    ``x ⊗ x ⊗ x``: some weights are redundant (more parameters, same function space).
+    There is no constant (``ν = 0``) term, so ``B = 0`` for an atom without neighbours.
+    """
+
+    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, attr_dim: int):
+        super().__init__()
+        if correlation < 1:
+            raise ValueError(f"correlation must be >= 1, got {correlation}")
+        irreps_a, irreps_out = o3.Irreps(irreps_a), o3.Irreps(irreps_out)
+        muls = {mul for mul, _ in irreps_a} | {mul for mul, _ in irreps_out}
+        if len(muls) != 1:
+            raise ValueError(f"all irreps need one multiplicity (channel-wise products), got {irreps_a}, {irreps_out}")
+        K = muls.pop()
+        self.K, self.correlation, self.attr_dim = K, int(correlation), int(attr_dim)
+        self.irreps_a, self.irreps_out = irreps_a, irreps_out
+        a_irs = [ir for _, ir in irreps_a]
+        out_irs = [ir for _, ir in irreps_out]
+        # reach[r]: irreps that couple to some output irrep with r more factors of A
+        lmax = max(ir.l for ir in out_irs) + (correlation - 1) * max(ir.l for ir in a_irs)
+        candidates = [o3.Irrep(l, p) for l in range(lmax + 1) for p in (1, -1)]
+        reach = [set(out_irs)]
+        for _ in range(1, correlation):
+            reach.append({ir for ir in candidates if any(_couples(ir, a, o) for a in a_irs for o in reach[-1])})
+
+        # intermediate stages T_2 .. T_{c-1}: unweighted, one slot per path
+        self.stages = nn.ModuleList()
+        self.stage_paths: list[list[tuple]] = []  # description of every slot (for docs and tests)
+        prev_irs = a_irs
+        prev_desc: list[tuple] = [(ir.l,) for ir in a_irs]
+        inter_irreps: list[o3.Irreps] = []
+        for n in range(2, correlation):
+            keep = set().union(*reach[1:correlation - n + 1])
+            slots, instr, desc = [], [], []
+            for i1, ir1 in enumerate(prev_irs):
+                for i2, ir2 in enumerate(a_irs):
+                    if n == 2 and i2 < i1:
+                        continue
+                    for ir in ir1 * ir2:
+                        if ir not in keep:
+                            continue
+                        if n == 2 and i1 == i2 and not _symmetric_nonzero(ir1.l, ir2.l, ir.l):
+                            continue
+                        instr.append((i1, i2, len(slots), "uuu", False))
+                        slots.append((K, ir))
+                        desc.append(prev_desc[i1] + (ir.l, ir2.l) if n > 2 else (ir1.l, ir2.l, ir.l))
+            irreps_n = o3.Irreps(slots)
+            in1 = irreps_a if n == 2 else inter_irreps[-1]
+            self.stages.append(o3.TensorProduct(in1, irreps_a, irreps_n, instr, irrep_normalization="component",
+                                                path_normalization="element", internal_weights=False,
+                                                shared_weights=True))
+            inter_irreps.append(irreps_n)
+            self.stage_paths.append(desc)
+            prev_irs, prev_desc = [ir for _, ir in irreps_n], desc
+
+        # final weighted coupling: in1 = 1 ⊕ T_1 ⊕ ... ⊕ T_{c-1}, in2 = A
+        in1_slots = [(K, o3.Irrep("0e"))]
+        blocks = [("one", [o3.Irrep("0e")])]
+        if correlation >= 2:
+            blocks.append(("T1", a_irs))
+        for n, irr in enumerate(inter_irreps, start=2):
+            blocks.append((f"T{n}", [ir for _, ir in irr]))
+        instr, self.paths = [], []  # paths: (nu, slot block, in1 irrep, in2 irrep, out irrep)
+        offset = 0
+        for bi, (name, irs) in enumerate(blocks):
+            if name != "one":
+                in1_slots += [(K, ir) for ir in irs]
+            nu = 1 if name == "one" else int(name[1:]) + 1
+            for i1, ir1 in enumerate(irs):
+                for i2, ir2 in enumerate(a_irs):
+                    if name == "T1" and i2 < i1:
+                        continue
+                    for io, iro in enumerate(out_irs):
+                        if not _couples(ir1, ir2, iro):
+                            continue
+                        if name == "T1" and i1 == i2 and not _symmetric_nonzero(ir1.l, ir2.l, iro.l):
+                            continue
+                        instr.append((offset + i1, i2, io, "uuu", True))
+                        self.paths.append((nu, name, str(ir1), str(ir2), str(iro)))
+            offset += len(irs)
+        self.irreps_in1 = o3.Irreps(in1_slots)
+        self.final = o3.TensorProduct(self.irreps_in1, irreps_a, irreps_out, instr, irrep_normalization="component",
+                                      path_normalization="element", internal_weights=False, shared_weights=False)
+        # per-element weights: w^{z} = attr(z) @ weight  (attr one-hot: one row per element)
+        self.weight = nn.Parameter(torch.randn(attr_dim, self.final.weight_numel) / math.sqrt(attr_dim))
+
+    @property
+    def num_paths(self) -> dict[int, int]:
+        """Number of weighted coupling paths per correlation order ν (each has K weights per element)."""
+        out: dict[int, int] = {}
+        for p in self.paths:
+            out[p[0]] = out.get(p[0], 0) + 1
+        return out
+
+    def forward(self, a: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        parts = [a.new_ones(a.shape[0], self.K)]
+        if self.correlation >= 2:
+            parts.append(a)
+        t = a
+        for stage in self.stages:
+            t = stage(t, a)
+            parts.append(t)
+        return self.final(torch.cat(parts, dim=-1), a, attr @ self.weight)
+
+
+class MACEInteraction(nn.Module):
+    """One MACE layer: one-particle basis A, symmetric product basis, element-dependent residual."""
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps,
+                 attr_irreps: o3.Irreps, num_bessel: int, radial_mlp: Sequence[int], correlation: int,
+                 avg_num_neighbors: float):
+        super().__init__()
+        self.irreps_in, self.irreps_out, self.irreps_a = irreps_in, irreps_out, irreps_a
+        self.inv_avg = 1.0 / float(avg_num_neighbors)
+        self.skip = o3.FullyConnectedTensorProduct(irreps_in, attr_irreps, irreps_out)
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        # conv TP: every (l1 of h) x (l2 of Y) -> l3 of A; paths into the same l3 are summed (paper eq. 8)
+        targets = {ir: i for i, (_, ir) in enumerate(irreps_a)}
+        instr = [(i1, i2, targets[ir], "uvu", True)
+                 for i1, (_, ir1) in enumerate(irreps_in) for i2, (_, ir2) in enumerate(irreps_sh)
+                 for ir in ir1 * ir2 if ir in targets]
+        self.conv = o3.TensorProduct(irreps_in, irreps_sh, irreps_a, instr, irrep_normalization="component",
+                                     path_normalization="element", internal_weights=False, shared_weights=False)
+        self.radial = FullyConnectedNet([num_bessel, *radial_mlp, self.conv.weight_numel], torch.nn.functional.silu)
+        self.linear_a = o3.Linear(irreps_a, irreps_a)
+        self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim)
+        self.linear_out = o3.Linear(irreps_out, irreps_out)
+
+    def forward(self, h, attr, edge_sh, edge_radial, src, dst):
+        sc = self.skip(h, attr)
+        x = self.linear_up(h)
+        msg = self.conv(x[src], edge_sh, self.radial(edge_radial))
+        a = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="sum")
+        a = self.linear_a(a) * self.inv_avg
+        return self.linear_out(self.product(a, attr)) + sc
+
+
+@register_model("mace")
+class MACE(Backbone):
+    """MACE-like backbone (e3nn).
+
+    Args:
+        num_channels: K, channels of every irrep.
+        max_ell: l_max of the edge spherical harmonics and of the one-particle basis A.
+        hidden_l: largest l of the features passed between layers (``K x 0e + K x 1o`` for 1).
+        correlation: ν, order of the symmetric product basis (one layer is (ν+1)-body).
+        num_layers: interaction layers (>= 1).
+        num_bessel: Bessel radial functions; cutoff (Å); envelope_exponent: p of the polynomial envelope.
+        radial_mlp: hidden widths of the radial MLP.
+        avg_num_neighbors: normalisation of the neighbour sum.
+        elements: atomic numbers with a one-hot attribute each (mace-torch's node_attrs); ``None`` =
+            a learned ``element_dim`` embedding of every Z in 1..118.
+    """
+
+    def __init__(self, num_channels: int = 128, max_ell: int = 3, hidden_l: int = 1, correlation: int = 3,
+                 num_layers: int = 2, num_bessel: int = 8, cutoff: float = 5.0, envelope_exponent: int = 5,
+                 radial_mlp: Sequence[int] = (64, 64, 64), avg_num_neighbors: float = 10.0,
+                 elements: Sequence[int] | None = None, element_dim: int = 16):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if hidden_l > max_ell:
+            raise ValueError(f"hidden_l ({hidden_l}) must be <= max_ell ({max_ell})")
+        K = int(num_channels)
+        self.cutoff = float(cutoff)
+        self.num_layers = int(num_layers)
+        self.envelope_exponent = int(envelope_exponent)
+        self.feature_dim = K * num_layers
+        self.layer_feature_dims = [K] * num_layers
+        self.num_channels = K
+        # element attributes
+        if elements is not None:
+            elements = [int(e) for e in elements]
+            if len(set(elements)) != len(elements) or not all(1 <= e <= MAX_Z for e in elements):
+                raise ValueError(f"elements must be distinct atomic numbers in 1..{MAX_Z}, got {elements}")
+            index = torch.full((MAX_Z + 1,), -1, dtype=torch.long)
+            index[torch.tensor(elements)] = torch.arange(len(elements))
+            self.register_buffer("element_index", index, persistent=False)
+            self.elements = elements
+            attr_dim = len(elements)
+            self.element_embedding = None
+        else:
+            self.elements = None
+            attr_dim = int(element_dim)
+            self.element_embedding = nn.Embedding(MAX_Z + 1, attr_dim)
+            nn.init.normal_(self.element_embedding.weight)
+        self.attr_irreps = o3.Irreps(f"{attr_dim}x0e")
+        self.irreps_sh = o3.Irreps.spherical_harmonics(max_ell)
+        self.irreps_a = natural_irreps(K, max_ell)
+        hidden = natural_irreps(K, hidden_l)
+        scalars = o3.Irreps(f"{K}x0e")
+        self.embedding = o3.Linear(self.attr_irreps, scalars)
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.rbf = RadialBasis(num_bessel, cutoff, basis="bessel", envelope_name=None)
+        layers, irreps_in = [], scalars
+        for t in range(num_layers):
+            irreps_out = scalars if t == num_layers - 1 else hidden
+            layers.append(MACEInteraction(irreps_in, irreps_out, self.irreps_sh, self.irreps_a, self.attr_irreps,
+                                          num_bessel, list(radial_mlp), correlation, avg_num_neighbors))
+            irreps_in = irreps_out
+        self.layers = nn.ModuleList(layers)
+
+    def attributes(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Element attributes [N, attr_dim]: one-hot over ``elements`` or the learned embedding."""
+        if self.element_embedding is not None:
+            return self.element_embedding(z)
+        idx = self.element_index[z]
+        if idx.numel() and bool((idx < 0).any()):
+            bad = sorted({int(v) for v in z[idx < 0]})
+            raise ValueError(f"atomic numbers {bad} are not among this model's elements {self.elements}")
+        return torch.nn.functional.one_hot(idx, len(self.elements)).to(dtype)
+
+    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
+        dtype = graph.vec.dtype
+        attr = self.attributes(z, dtype)
+        h = self.embedding(attr)
+        # r_ij = pos_i - pos_j (mace-torch's convention; graph.vec = pos_j - pos_i)
+        edge_sh = self.sh(-graph.vec)
+        env = polynomial_envelope(graph.dist, self.cutoff, p=self.envelope_exponent).unsqueeze(-1)
+        edge_radial = self.rbf(graph.dist) * env
+        K, layers = self.num_channels, []
+        for layer in self.layers:
+            h = layer(h, attr, edge_sh, edge_radial, graph.src, graph.dst)
+            layers.append(h[:, :K])  # the K x 0e block comes first
+        return BackboneOutput(features=torch.cat(layers, dim=-1), layer_features=layers)
