@@ -12,6 +12,9 @@ def __getattr__(name):  # lazy: keep `import phizoo` light
     if name in ("load_model", "save_checkpoint", "load_checkpoint", "available_pretrained"):
         from . import pretrained
         return getattr(pretrained, name)
+    if name == "finetune":
+        from .train.finetune import finetune
+        return finetune
     if name == "PhiZooCalculator":
         from .calculator import PhiZooCalculator
         return PhiZooCalculator

@@ -197,7 +197,8 @@ def _fmt(v, digits: int = 3) -> str:
     if isinstance(v, int):
         return f"{v:,d}"
     if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
+        a = abs(v)
+        return f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.{digits}g}"
     return str(v)
 
 

@@ -7,6 +7,11 @@ from typing import Sequence
 import numpy as np
 
 
+def _num(v: float) -> str:
+    a = abs(v)
+    return f"{v:.0f}" if a >= 100 else f"{v:.1f}" if a >= 10 else f"{v:.3g}"
+
+
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -28,7 +33,7 @@ def _parity(ax, true: np.ndarray, pred: np.ndarray, label: str, unit: str, scale
         ax.set_ylim(lo - pad, hi + pad)
         mae = float(np.abs(err).mean()) * scale
         rmse = float(np.sqrt((err ** 2).mean())) * scale
-        ax.text(0.04, 0.96, f"MAE {mae:.3g}\nRMSE {rmse:.3g}", transform=ax.transAxes, va="top", fontsize=9,
+        ax.text(0.04, 0.96, f"MAE {_num(mae)}\nRMSE {_num(rmse)}", transform=ax.transAxes, va="top", fontsize=9,
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     ax.set_xlabel(f"reference {label}")
     ax.set_ylabel(f"predicted {label}")
@@ -75,17 +80,20 @@ def leaderboard_chart(rows: Sequence[dict], path: str | Path, title: str = "") -
         bars = ax.bar(x, vals, color=colors)
         for b, v in zip(bars, vals):
             if np.isfinite(v):
-                ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+                ax.annotate(_num(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+        finite = [v for v in vals if np.isfinite(v)]
+        if finite:
+            ax.set_ylim(0, 1.12 * max(finite))
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(label)
     from matplotlib.patches import Patch
 
-    axes[0].legend(handles=[Patch(color="tab:blue", label="base"), Patch(color="tab:orange", label="Φ")],
-                   fontsize=8, loc="upper right")
+    fig.legend(handles=[Patch(color="tab:blue", label="base"), Patch(color="tab:orange", label="Φ")],
+               fontsize=8, loc="upper right", ncol=2, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=11, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -1,0 +1,82 @@
+"""``phizoo eval`` (metrics + parity plot of one checkpoint) and ``phizoo leaderboard``."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="plain MAE/RMSE of a checkpoint on a split, with a parity plot")
+    p.add_argument("checkpoint", help="checkpoint (path/stem) or pretrained id")
+    p.add_argument("--data", required=True, help="LMDB store written by phizoo.data")
+    p.add_argument("--split", default="test", help="stored split to evaluate (default: test)")
+    p.add_argument("-o", "--output", default=".", help="directory for <name>-<split>.json and -parity.png")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-plot", action="store_true")
+    p.set_defaults(func=run_eval)
+
+    lb = sub.add_parser("leaderboard", help="evaluate several checkpoints on the same split: table, CSV, chart")
+    lb.add_argument("--data", required=True, help="LMDB store written by phizoo.data")
+    lb.add_argument("--models", nargs="+", required=True, help="checkpoints (paths/stems) or pretrained ids")
+    lb.add_argument("--names", nargs="+", help="display names (same order as --models)")
+    lb.add_argument("--split", default="test")
+    lb.add_argument("-o", "--output", required=True, help="directory for leaderboard.{md,csv,json,png}")
+    lb.add_argument("--batch-size", type=int, default=32)
+    lb.add_argument("--device", default="cpu")
+    lb.add_argument("--repeats", type=int, default=1, help="timed passes over the split per model")
+    lb.set_defaults(func=run_leaderboard)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
+
+
+def run_eval(args) -> int:
+    from ..eval.leaderboard import model_label, resolve_checkpoint
+    from ..eval.metrics import evaluate
+    from ..eval.plots import parity_plot
+    from ..train.data import open_dataset, split_indices
+
+    model = resolve_checkpoint(args.checkpoint, device=args.device)
+    dataset = open_dataset(args.data)
+    idx = split_indices(dataset, args.split)
+    if not idx:
+        raise ValueError(f"split {args.split!r} of {args.data} is empty")
+    metrics, preds = evaluate(model, dataset, idx, batch_size=args.batch_size, device=args.device,
+                              return_predictions=True)
+    name = model_label(model, args.checkpoint)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{_safe(name)}-{args.split}"
+    report = {"checkpoint": str(args.checkpoint), "model": name, "split": args.split, "data": str(args.data),
+              "spec": model.spec, **metrics}
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{name} on {args.split} ({metrics['n_structures']} structures):")
+    rows = [("energy MAE", "energy_mae_meV", "meV"), ("energy RMSE", "energy_rmse_meV", "meV"),
+            ("energy MAE per atom", "energy_mae_meV_per_atom", "meV/atom"),
+            ("energy RMSE per atom", "energy_rmse_meV_per_atom", "meV/atom"),
+            ("force MAE", "forces_mae_meV_per_A", "meV/Å"), ("force RMSE", "forces_rmse_meV_per_A", "meV/Å")]
+    for label, key, unit in rows:
+        if key in metrics:
+            print(f"  {label:22s} {metrics[key]:12.4f} {unit}")
+    print(f"metrics: {stem.with_suffix('.json')}")
+    if not args.no_plot:
+        png = parity_plot(preds, f"{stem}-parity.png", title=f"{name} — {args.split}")
+        print(f"parity plot: {png}")
+    return 0
+
+
+def run_leaderboard(args) -> int:
+    from ..eval.leaderboard import leaderboard, markdown_table
+    from ..train.data import open_dataset
+
+    if args.names and len(args.names) != len(args.models):
+        raise ValueError(f"--names has {len(args.names)} entries for {len(args.models)} models")
+    dataset = open_dataset(args.data)
+    rows = leaderboard(args.models, dataset, split=args.split, batch_size=args.batch_size, device=args.device,
+                       output_dir=args.output, names=args.names, repeats=args.repeats)
+    print(markdown_table(rows), end="")
+    print(f"written: {Path(args.output) / 'leaderboard.md'}, .csv, .json, .png")
+    return 0
