@@ -1,0 +1,174 @@
+"""``phizoo data``: convert MD22 / OE62 / QM9 into phizoo LMDB databases and inspect them.
+
+    phizoo data convert md22 md22_DHA.npz -o dha.lmdb
+    phizoo data convert oe62 df_62k.json -o oe62.lmdb
+    phizoo data convert qm9 -o qm9.lmdb --train-subsets 1000,10000     # from the installed qm9pack
+    phizoo data info oe62.lmdb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def _int_list(text: str) -> list[int]:
+    return [_positive(t) for t in text.replace(" ", "").split(",") if t]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="convert datasets (MD22, OE62, QM9) to LMDB and inspect databases",
+                       description="Convert datasets into phizoo's LMDB store and inspect them.")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+
+    c = dsub.add_parser("convert", help="convert a dataset into an LMDB database (atomic, resumable)",
+                        description="Convert MD22 (.npz), OE62 (df_62k.json) or QM9 (qm9pack CSVs) into a "
+                                    "phizoo LMDB database. Energies in eV (float64), positions in Å, forces "
+                                    "in eV/Å, charges in e. The file appears only when the conversion is "
+                                    "complete; an interrupted run resumes when started again.")
+    c.add_argument("dataset", choices=["md22", "oe62", "qm9"])
+    c.add_argument("src", nargs="?", default=None,
+                   help="source: md22 .npz file, OE62 df_*.json, or for qm9 a qm9_part*.csv file/folder "
+                        "(omit or 'qm9pack' for the installed qm9pack package)")
+    c.add_argument("-o", "--output", required=True, help="database file to write (e.g. data/oe62.lmdb)")
+    c.add_argument("--limit", type=_positive, help="convert only the first N structures of the source "
+                                                    "(split sizes are scaled proportionally)")
+    c.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+    c.add_argument("--train-size", type=_positive,
+                   help="md22: training budget B (train + val; required for unknown molecules); "
+                        "oe62/qm9: number of training structures")
+    c.add_argument("--val-size", type=int, help="oe62/qm9: number of validation structures")
+    c.add_argument("--val-fraction", type=float, default=0.05, help="md22: validation share of the budget (0.05)")
+    c.add_argument("--molecule", help="md22: molecule name when the file name does not tell")
+    c.add_argument("--target", default="total_energy_pbe0_vac_tier2", help="oe62: energy column (eV)")
+    c.add_argument("--charges", default="hirshfeld_pbe", help="oe62: charge column, or 'none'")
+    c.add_argument("--train-subsets", type=_int_list, default=[],
+                   help="comma-separated sizes of nested training subsets stored as splits train_<k>")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    c.add_argument("--restart", action="store_true", help="discard an interrupted conversion instead of resuming")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=run_convert)
+
+    i = dsub.add_parser("info", help="counts, elements, units, statistics and splits of a database")
+    i.add_argument("path", help="database file")
+    i.add_argument("--json", action="store_true", help="print the stored metadata as JSON")
+    i.set_defaults(func=run_info)
+
+
+def run_convert(args) -> int:
+    from ..data import convert_md22, convert_oe62, convert_qm9
+
+    common = dict(limit=args.limit, seed=args.seed, train_subsets=args.train_subsets, overwrite=args.overwrite,
+                  resume=not args.restart, progress=not args.quiet)
+    if args.dataset != "qm9" and args.src is None:
+        raise ValueError(f"{args.dataset}: give the source file (SRC)")
+    try:
+        if args.dataset == "md22":
+            path = convert_md22(args.src, args.output, train_size=args.train_size, val_fraction=args.val_fraction,
+                                molecule=args.molecule, **common)
+        elif args.dataset == "oe62":
+            charges = None if str(args.charges).lower() == "none" else args.charges
+            path = convert_oe62(args.src, args.output, target=args.target, charges=charges,
+                                train_size=args.train_size, val_size=args.val_size, **common)
+        else:
+            path = convert_qm9(args.src, args.output, train_size=args.train_size, val_size=args.val_size, **common)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.output} was not written; the records converted so far are kept and the "
+              f"same command resumes (--restart discards them)", file=sys.stderr)
+        return 130
+    print(describe(path))
+    return 0
+
+
+def run_info(args) -> int:
+    from ..data.store import read_metadata
+
+    meta = read_metadata(args.path)
+    if args.json:
+        print(json.dumps(meta, indent=1, sort_keys=True))
+    else:
+        print(describe(args.path, meta))
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _stat(d: dict, unit: str) -> str:
+    if not d:
+        return "-"
+    return f"mean {d['mean']:.6g} std {d['std']:.4g} min {d['min']:.6g} max {d['max']:.6g} {unit}"
+
+
+def describe(path, meta: dict | None = None) -> str:
+    """Human-readable summary of a database (what ``phizoo data info`` prints)."""
+    from pathlib import Path
+
+    from ase.data import chemical_symbols
+
+    from ..data.store import read_metadata
+
+    meta = meta or read_metadata(path)
+    st = meta.get("statistics", {})
+    na = st.get("num_atoms", {})
+    lines = [
+        ("path", f"{path} ({_size(Path(path).stat().st_size)})"),
+        ("dataset", f"{meta.get('dataset')}: {meta.get('name')}"),
+        ("schema", f"{meta.get('schema')} v{meta.get('schema_version')}, created {meta.get('created')} "
+                   f"by phizoo {meta.get('phizoo_version')}"),
+        ("records", f"{meta.get('num_records')} structures, {na.get('total')} atoms "
+                    f"({na.get('min')}-{na.get('max')} per structure, mean {na.get('mean', 0):.1f})"),
+        ("fields", ", ".join(meta.get("fields", []))),
+        ("elements", ", ".join(f"{s} {c}" for s, c in st.get("element_counts", {}).items())),
+        ("units", ", ".join(f"{k} {v}" for k, v in meta.get("units", {}).items())),
+        ("theory", str(meta.get("level_of_theory"))),
+        ("target", str(meta.get("target"))),
+    ]
+    for f in meta.get("source", {}).get("files", []):
+        lines.append(("source", f"{f['path']} ({_size(f['size'])}) sha256 {f['sha256']}"))
+    conv = meta.get("conversion", {})
+    if meta.get("source_units"):
+        lines.append(("converted", ", ".join(f"{k}: {v} x {conv.get(k, 1.0):.10g}"
+                                           for k, v in meta["source_units"].items())))
+    lines.append(("energy", _stat(st.get("energy", {}), "eV")))
+    lines.append(("energy/atom", _stat(st.get("energy_per_atom", {}), "eV")))
+    if "forces" in st:
+        lines.append(("forces", f"rms {st['forces']['rms']:.4g} max |F| {st['forces']['max_abs']:.4g} eV/angstrom"))
+    if "charges" in st:
+        q = st["charges"]
+        lines.append(("charges", f"mean {q['mean']:.3g} std {q['std']:.3g} min {q['min']:.3g} max {q['max']:.3g} e; "
+                                 f"max |sum q - Q| {q['max_abs_net_minus_total_charge']:.2g} e"))
+    sp = meta.get("splits", {})
+    order = {"train": 0, "val": 1, "test": 2}
+    sizes = ", ".join(f"{k} {v}" for k, v in sorted(sp.get("sizes", {}).items(),
+                                                     key=lambda kv: (order.get(kv[0], 3), len(kv[0]), kv[0])))
+    lines.append(("splits", f"{sizes} (seed {sp.get('seed')})"))
+    lines.append(("", str(sp.get("policy", ""))))
+    extra = sp.get("sizes_source") or sp.get("budget_source")
+    if extra:
+        lines.append(("", extra + (f"; budget {sp['budget']}" if "budget" in sp else "")))
+    refs = meta.get("element_references")
+    if refs:
+        e = ", ".join(f"{chemical_symbols[int(z)]} {v:.6f}" for z, v in refs["energies"].items())
+        lines.append(("references", f"fitted on {refs['fitted_on']} ({refs['num_structures']} structures): {e} eV"))
+        res = refs.get("train_residual", {})
+        if res:
+            lines.append(("", f"train residual MAE {res['mae']:.4g} eV, RMSE {res['rmse']:.4g} eV"))
+    else:
+        lines.append(("references", meta.get("element_references_note", "none")))
+    return "\n".join(f"{k:12s}{v}" for k, v in lines)

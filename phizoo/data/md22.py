@@ -1,0 +1,196 @@
+"""MD22 (Chmiela et al., Sci. Adv. 2023) from the sGDML ``.npz`` files.
+
+Input keys: ``R`` positions Å [n, N, 3], ``z`` atomic numbers [N], ``E`` energies kcal/mol
+[n] or [n, 1], ``F`` forces kcal/mol/Å [n, N, 3]. Output: eV and eV/Å via
+``ase.units.kcal / ase.units.mol`` (energies float64), neutral molecules (total charge 0).
+
+Splits (the Φ-Module paper's protocol): a per-molecule training budget B (Ac-Ala3-NHMe 6000,
+DHA 8000, stachyose 8000, AT-AT 3000, AT-AT-CG-CG 2000, buckyball-catcher 600, double-walled
+nanotube 800) is drawn at random (``numpy.random.default_rng(seed)``); its first
+``B - round(0.05 B)`` frames in shuffled order form ``train``, the remaining ``round(0.05 B)``
+``val``; ``test`` is every frame not in train or val (the paper: "all other frames"). With
+``--limit`` the budget is scaled by ``limit / frames in the file``. Files whose molecule is not
+recognised from the file name need an explicit ``train_size`` (the budget B).
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import units
+
+from .convert import Source, Structure, random_split
+from .errors import DataError, check_file
+
+KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
+
+# canonical name -> (training budget of the paper, frames in the published file)
+MOLECULES: dict[str, tuple[int, int]] = {
+    "Ac-Ala3-NHMe": (6000, 85109),
+    "DHA": (8000, 69753),
+    "stachyose": (8000, 27272),
+    "AT-AT": (3000, 20001),
+    "AT-AT-CG-CG": (2000, 10153),
+    "buckyball-catcher": (600, 6102),
+    "double-walled_nanotube": (800, 5032),
+}
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+_ALIASES = {_norm(k): k for k in MOLECULES}
+_ALIASES.update({"dw-nanotube": "double-walled_nanotube", "double-walled-nanotube": "double-walled_nanotube"})
+
+
+def molecule_from_name(name: str) -> str | None:
+    """Canonical MD22 molecule of a file name (``md22_DHA.npz``, ``md22_dw_nanotube.npz``...) or None."""
+    stem = Path(name).name
+    if stem.lower().endswith(".npz"):
+        stem = stem[:-4]
+    if stem.lower().startswith("md22-") or stem.lower().startswith("md22_"):
+        stem = stem[5:]
+    return _ALIASES.get(_norm(stem))
+
+
+class MD22Source(Source):
+    dataset = "md22"
+    fit_references = False  # one composition per file: references are not identifiable
+
+    def __init__(self, path: str | Path, limit: int | None = None, train_size: int | None = None,
+                 val_fraction: float = 0.05, molecule: str | None = None):
+        self.path = check_file(path, "MD22 .npz file")
+        self.train_size = None if train_size is None else int(train_size)
+        if not 0.0 <= val_fraction < 1.0:
+            raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.val_fraction = float(val_fraction)
+        self.molecule = (molecule_from_name(molecule) or molecule) if molecule else molecule_from_name(self.path.name)
+        try:
+            npz = np.load(self.path, allow_pickle=False)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+            raise DataError(f"{self.path}: not a readable .npz archive ({err})") from None
+        with npz:
+            missing = [k for k in ("R", "z", "E", "F") if k not in npz.files]
+            if missing:
+                raise DataError(f"{self.path}: missing key(s) {', '.join(map(repr, missing))}; "
+                                f"an MD22 file has R, z, E, F (found: {', '.join(npz.files) or 'none'})")
+            arrays = {}
+            for key in ("R", "z", "E", "F"):
+                try:
+                    arrays[key] = npz[key]
+                except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+                    raise DataError(f"{self.path}: key {key!r} is unreadable ({err})") from None
+            self.source_name = self._string(npz, "name")
+            self.theory = self._string(npz, "theory")
+        R, z, E, F = (arrays[k] for k in ("R", "z", "E", "F"))
+        for key, arr in arrays.items():
+            if arr.dtype.kind not in "iuf":
+                raise DataError(f"{self.path}: key {key!r} has dtype {arr.dtype}, expected numbers")
+        if z.ndim != 1 or z.shape[0] == 0:
+            raise DataError(f"{self.path}: key 'z' must have shape [N] with N > 0, got {list(z.shape)}")
+        N = z.shape[0]
+        if R.ndim != 3 or R.shape[1:] != (N, 3):
+            raise DataError(f"{self.path}: key 'R' has shape {list(R.shape)}, expected [n, {N}, 3] ({N} atoms in 'z')")
+        n = R.shape[0]
+        if n == 0:
+            raise DataError(f"{self.path}: holds no frames (key 'R' has shape {list(R.shape)})")
+        if E.shape not in ((n,), (n, 1)):
+            raise DataError(f"{self.path}: key 'E' has shape {list(E.shape)}, expected [{n}] or [{n}, 1] "
+                            f"({n} frames in 'R')")
+        if F.shape != R.shape:
+            raise DataError(f"{self.path}: key 'F' has shape {list(F.shape)}, expected {list(R.shape)} (as 'R')")
+        if z.dtype.kind == "f" and (not np.all(np.isfinite(z)) or np.any(z != np.round(z))):
+            raise DataError(f"{self.path}: key 'z' holds non-integer atomic numbers")
+        bad = (z < 1) | (z > 118)
+        if np.any(bad):
+            raise DataError(f"{self.path}: key 'z': unknown element(s) with atomic number "
+                            f"{sorted(set(z[bad].tolist()))} at atom(s) {np.flatnonzero(bad)[:10].tolist()}")
+        self.frames_in_file = n
+        self.n = n if limit is None else max(0, min(n, int(limit)))
+        self.z = z.astype(np.int64)
+        self.R = R[: self.n]
+        self.E = E.reshape(n)[: self.n]
+        self.F = F[: self.n]
+        for key, arr in (("R", self.R), ("E", self.E), ("F", self.F)):
+            finite = np.isfinite(arr).reshape(self.n, -1).all(axis=1)
+            if not finite.all():
+                frame = int(np.argmin(finite))
+                raise DataError(f"{self.path}: key {key!r}: frame {frame} holds a non-finite value (NaN or inf)")
+        if self.molecule is None and self.train_size is None:
+            raise DataError(f"{self.path}: unknown MD22 molecule {self.path.stem!r} (known: "
+                            f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
+                            f"md22_double-walled_nanotube.npz are recognised); pass --train-size "
+                            f"(the training budget, train + validation)")
+
+    @staticmethod
+    def _string(npz, key: str) -> str | None:
+        if key not in npz.files:
+            return None
+        try:
+            value = npz[key]
+        except ValueError:  # an object array: never unpickled
+            return None
+        if value.dtype.kind in "US" and value.size == 1:
+            v = value.reshape(-1)[0]
+            return v.decode() if isinstance(v, bytes) else str(v)
+        return None
+
+    # ------------------------------------------------------------------ Source interface
+    def files(self) -> list[Path]:
+        return [self.path]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def where(self, i: int) -> str:
+        return f"{self.path}: frame {i}"
+
+    def structure(self, i: int) -> Structure:
+        name = self.molecule or self.path.stem
+        return Structure(z=self.z, pos=np.asarray(self.R[i], dtype=np.float64),
+                         energy=float(np.float64(self.E[i]) * KCAL_PER_MOL),
+                         forces=np.asarray(self.F[i], dtype=np.float64) * KCAL_PER_MOL,
+                         total_charge=0.0, id=f"{name}/{i}", meta={"frame": i})
+
+    def budget(self, n: int) -> tuple[int, str]:
+        if self.train_size is not None:
+            return self.train_size, "given by --train-size"
+        full = MOLECULES[self.molecule][0]
+        if n < self.frames_in_file:
+            b = max(2, int(round(full * n / self.frames_in_file)))
+            return b, (f"the paper's {full} scaled by {n}/{self.frames_in_file} converted frames (--limit)")
+        return full, "the paper's per-molecule budget"
+
+    def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        budget, why = self.budget(n)
+        if budget > n:
+            raise DataError(f"{self.path}: training budget {budget} exceeds the {n} converted frames")
+        n_val = int(round(self.val_fraction * budget))
+        n_train = budget - n_val
+        splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
+        policy = {"policy": "MD22 (Φ-Module paper): random training budget B, 95 % train / 5 % val of B, "
+                            "test = every remaining frame; numpy.random.default_rng(seed).permutation",
+                  "budget": budget, "budget_source": why, "val_fraction": self.val_fraction}
+        return splits, policy
+
+    def metadata(self) -> dict[str, Any]:
+        name = self.molecule or self.path.stem
+        return {
+            "name": f"MD22 {name}",
+            "molecule": name,
+            "level_of_theory": self.theory or "PBE+MBD (MD22, sGDML distribution)",
+            "target": "E: total energy (eV) and F: forces (eV/angstrom)",
+            "source_format": "sGDML .npz (keys R, z, E, F)",
+            "source_units": {"energy": "kcal/mol", "forces": "kcal/mol/angstrom", "length": "angstrom"},
+            "conversion": {"energy": KCAL_PER_MOL, "forces": KCAL_PER_MOL, "length": 1.0,
+                           "note": "eV per kcal/mol = ase.units.kcal / ase.units.mol"},
+            "frames_in_file": self.frames_in_file,
+            "npz_name": self.source_name,
+        }
+
+    def options(self) -> dict[str, Any]:
+        return {"limit": self.n, "train_size": self.train_size, "val_fraction": self.val_fraction,
+                "molecule": self.molecule}
