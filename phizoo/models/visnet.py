@@ -133,53 +133,46 @@ class ViSMP(nn.Module):
         self.f_proj = None if last_layer else _linear(F, F)
 
     def forward(self, x, vec, f, f_self, src, dst, cut, d, rej_coeff: float):
+        """``vec = None`` means all vectors are zero (first layer): the terms that read them are
+        skipped (they are exactly zero, and so are their gradients)."""
         N, E, F, H = x.shape[0], src.shape[0], self.F, self.H
-        M = vec.shape[1]
         xn = self.layernorm(x)
-        if self.vec_weight is not None:
-            vec = vec * self.vec_weight
         q, k, v = self.qkv(xn).split(F, dim=-1)
         dk, dv = F_.silu(self.dkv(f)).split(F, dim=-1)
         dk_s, dv_s = F_.silu(self.dkv(f_self)).split(F, dim=-1)
-        vp = self.vec_proj(vec)  # [N, M, nvec*F]
-        u1, u2, u3 = vp[..., :F], vp[..., F:2 * F], vp[..., 2 * F:3 * F]
+        k_j, v_j = torch.index_select(torch.cat([k, v], -1), 0, src).split(F, dim=-1)
+        q_i = torch.index_select(q, 0, dst)
 
-        # one gather at the sources, one at the targets
-        src_parts = [k, v, vec.reshape(N, M * F)]
-        dst_parts = [q]
-        if not self.last_layer:
-            w_t = vp[..., 3 * F:4 * F]
-            w_s = vp[..., 4 * F:]
-            src_parts.append(w_s.reshape(N, M * F))
-            dst_parts.append(w_t.reshape(N, M * F))
-        sj = torch.cat(src_parts, dim=-1)[src]
-        ti = torch.cat(dst_parts, dim=-1)[dst] if len(dst_parts) > 1 else q[dst]
-        k_j, v_j, vec_j = sj[:, :F], sj[:, F:2 * F], sj[:, 2 * F:(2 + M) * F].view(E, M, F)
-        q_i = ti[:, :F]
-
-        # edge messages
+        # attention-weighted scalar messages, edges and self-loops (r = 0, d = 0, C = 1)
         attn = F_.silu((q_i * k_j * dk).view(E, H, F // H).sum(-1)) * cut.unsqueeze(-1)
         m = ((v_j * dv).view(E, H, F // H) * attn.unsqueeze(-1)).view(E, F)
-        s1, s2 = F_.silu(self.s_proj(m)).split(F, dim=-1)
-        mu = vec_j * s1.unsqueeze(1) + s2.unsqueeze(1) * d.unsqueeze(-1)
-        # self-loop messages (r = 0, d = 0, C = 1)
         attn_s = F_.silu((q * k * dk_s).view(N, H, F // H).sum(-1))
         m_s = ((v * dv_s).view(N, H, F // H) * attn_s.unsqueeze(-1)).view(N, F)
-        s1_s = F_.silu(self.s_proj(m_s)[:, :F])
-
-        msg = torch.cat([m.unsqueeze(1), mu], dim=1)  # scalars and vectors in one scatter
-        agg = msg.new_zeros(N, 1 + M, F).index_add_(0, dst, msg)
-        agg_x = agg[:, 0] + m_s
-        agg_vec = agg[:, 1:] + vec * s1_s.unsqueeze(1)
-
+        agg_x = m_s.index_add(0, dst, m)
         o1, o2, o3 = self.o_proj(agg_x).split(F, dim=-1)
+
+        # vector messages  μ_ij = ṽ_j s¹ + d_ij s²  (self-loop: ṽ_i s¹, as d = 0)
+        s1, s2 = F_.silu(self.s_proj(m)).split(F, dim=-1)
+        mu = s2.unsqueeze(1) * d.unsqueeze(-1)
+        if vec is None:
+            dvec = torch.zeros(N, d.shape[1], F, dtype=mu.dtype, device=mu.device).index_add_(0, dst, mu)
+            return o3, dvec, None, None  # u = 0, w_dot = 0: no edge update either
+        if self.vec_weight is not None:
+            vec = vec * self.vec_weight
+        s1_s = F_.silu(F_.linear(m_s, self.s_proj.weight[:F]))
+        mu = mu + torch.index_select(vec, 0, src) * s1.unsqueeze(1)
+        agg_vec = (vec * s1_s.unsqueeze(1)).index_add(0, dst, mu)
+
+        vp = self.vec_proj(vec).split(F, dim=-1)  # u¹, u², u³ [, W_t ṽ, W_s ṽ], each [N, M, F]
+        u1, u2, u3 = vp[:3]
         dx = (u1 * u2).sum(1) * o2 + o3
         dvec = u3 * o1.unsqueeze(1) + agg_vec
         if self.last_layer:
             return dx, dvec, None, None
-        # edge update (runtime geometry): rej(W_t v_i, d)·rej(W_s v_j, -d)
-        a_i = ti[:, F:].view(E, M, F)
-        b_j = sj[:, (2 + M) * F:].view(E, M, F)
+        # edge update (runtime geometry): rej(W_t ṽ_i, d)·rej(W_s ṽ_j, -d)
+        w_t, w_s = vp[3], vp[4]
+        a_i = torch.index_select(w_t, 0, dst)
+        b_j = torch.index_select(w_s, 0, src)
         w_dot = (a_i * b_j).sum(1)
         if rej_coeff != 0.0:
             w_dot = w_dot + rej_coeff * (a_i * d.unsqueeze(-1)).sum(1) * (b_j * d.unsqueeze(-1)).sum(1)
@@ -246,23 +239,23 @@ class ViSNet(Backbone):
         F = self.hidden_channels
         r, d, cut, rbf = self.geometry(graph)
         rbf0 = self.rbf(r.new_zeros(1))  # self-loop radial features (r = 0)
-        proj = self.rbf_proj(rbf)
-        w_nb, w_edge = proj[:, :F] * cut.unsqueeze(-1), proj[:, F:]
+        w_nb, w_edge = self.rbf_proj(rbf).split(F, dim=-1)
+        w_nb = w_nb * cut.unsqueeze(-1)
         w_edge_self = self.rbf_proj(rbf0)[:, F:]
 
         x = self.embedding(z)
         n = x.shape[0]
-        nb = x.new_zeros(n, F).index_add_(0, dst, self.nb_embedding(z[src]) * w_nb)
+        nb = x.new_zeros(n, F).index_add_(0, dst, self.nb_embedding(torch.index_select(z, 0, src)) * w_nb)
         x = self.combine(torch.cat([x, nb], dim=-1))
-        f = (x[dst] + x[src]) * w_edge
+        f = (torch.index_select(x, 0, dst) + torch.index_select(x, 0, src)) * w_edge
         f_self = 2.0 * x * w_edge_self
-        vec = x.new_zeros(n, d.shape[1], F)
+        vec = None  # zero vectors: the first layer skips the terms that read them
 
         layers = []
         for layer in self.layers:
             dx, dvec, df, df_self = layer(x, vec, f, f_self, src, dst, cut, d, self.rej_coeff)
             x = x + dx
-            vec = vec + dvec
+            vec = dvec if vec is None else vec + dvec
             if df is not None:
                 f = f + df
                 f_self = f_self + df_self
@@ -271,9 +264,9 @@ class ViSNet(Backbone):
         x = self.out_norm(x)
         if self.out_vec_weight is not None:
             vec = vec * self.out_vec_weight
-        wv = self.out_vec_proj(vec)
-        h, g = self.out_mlp(torch.cat([x, exact_norm(wv[..., :F], dim=1)], dim=-1)).split(self.half, dim=-1)
-        v1 = g.unsqueeze(1) * wv[..., F:]
+        w1, w2 = self.out_vec_proj(vec).split([F, self.half], dim=-1)
+        h, g = self.out_mlp(torch.cat([x, exact_norm(w1, dim=1)], dim=-1)).split(self.half, dim=-1)
+        v1 = g.unsqueeze(1) * w2
         features = torch.cat([F_.silu(h), exact_norm(self.out_norm_proj(v1), dim=1)], dim=-1)
         return BackboneOutput(features=features, layer_features=layers)
 
