@@ -15,6 +15,7 @@ Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``mo
     seed: 42
     monitor: val_energy_mae                                          # selection metric (validation only)
     checkpoint_every: 0                                              # also save trainer state every N steps
+    find_unused_parameters: auto                                     # DDP: probe one batch (or true/false)
     output: runs/painn-qm9
 
 Only the keys listed in ``DEFAULTS`` exist; a typo is an error, not a silent no-op.
@@ -46,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "checkpoint_every": 0,
     "validate_every": 1,
     "evaluate_test": True,
-    "find_unused_parameters": False,
+    "find_unused_parameters": "auto",
     "progress": True,
     "num_workers": 0,
     "output": None,

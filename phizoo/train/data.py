@@ -57,10 +57,10 @@ def open_dataset(path: str | Path):
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
     try:
-        from ..data import LmdbDataset
+        from ..data.dataset import LmdbDataset
     except ImportError as err:
         raise RuntimeError(f"cannot open {path}: phizoo.data.LmdbDataset is not available ({err})") from None
-    return LmdbDataset(str(path))
+    return LmdbDataset(path)
 
 
 def split_indices(dataset, name: str) -> list[int]:

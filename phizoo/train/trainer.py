@@ -241,6 +241,7 @@ class Trainer:
         self.schedule = None
         self.ema: EMA | None = None
         self._tb = None
+        self._forces: bool | None = None
 
     # ---------------------------------------------------------- set-up
     @property
@@ -255,9 +256,10 @@ class Trainer:
         return self.cfg["loss"]
 
     def _needs_forces(self) -> bool:
-        if not self._weights().get("forces"):
-            return False
-        return getattr(self.dataset[self.splits["train"][0]], "forces", None) is not None
+        if self._forces is None:
+            self._forces = bool(self._weights().get("forces")) and \
+                getattr(self.dataset[self.splits["train"][0]], "forces", None) is not None
+        return self._forces
 
     def steps_per_epoch(self) -> int:
         n = len(self.splits["train"])
@@ -335,6 +337,22 @@ class Trainer:
             return
         state = self.state_dict()
         _atomic(self.output_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+
+    def _probe_unused_parameters(self) -> bool:
+        """One forward/backward on a training batch (no update): does any trainable parameter
+        get no gradient on any rank? DDP must then be told (``find_unused_parameters``)."""
+        idx = self._epoch_batches(self.epoch)[0]
+        batch = next(iter(loader(self.dataset, self.splits["train"], [idx]))).to(self.device)
+        self.model.train()
+        out = self.model(batch, compute_forces=self._needs_forces())
+        loss, _ = compute_loss(out, batch, self._weights(), self.model.dtype)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        flag = torch.tensor([float(any(g is None for g in grads))], device=self.device)
+        unused = float(D.all_reduce_sum(flag, self.dist)[0]) > 0
+        if unused:
+            self._log("some parameters get no gradient: DDP runs with find_unused_parameters=True")
+        return unused
 
     # ---------------------------------------------------------- steps
     def _train_step(self, ddp_model, batch) -> dict[str, float]:
@@ -463,7 +481,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # [1, F] output layers: DDP warns about the (irrelevant) stride of a size-1 dimension
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-            ddp_model = DDP(self.model, device_ids=ids, find_unused_parameters=bool(cfg["find_unused_parameters"]))
+            unused = cfg["find_unused_parameters"]
+            if unused == "auto":
+                unused = self._probe_unused_parameters()
+            ddp_model = DDP(self.model, device_ids=ids, find_unused_parameters=bool(unused))
 
         total = self._total_steps()
         epochs = int(cfg["epochs"])
