@@ -70,29 +70,6 @@ class GaussianRBF(nn.Module):
         return torch.exp(self.coeff * (x - self.centers) ** 2)
 
 
-def connected_components(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, int]:
-    """Component label per atom [N] (0..C-1, ordered by the component's first atom) and C.
-
-    Torch-only (no host round trip of the edge list): min-label propagation along the
-    edges (both directions) with pointer jumping, until nothing changes. Labels only ever
-    decrease and stay inside the component, so it terminates, in at most (graph diameter)
-    rounds and usually far fewer.
-    """
-    label = torch.arange(num_nodes, device=edge_index.device)
-    if edge_index.numel() == 0:
-        return label, num_nodes
-    a, b = edge_index[0], edge_index[1]
-    while True:
-        new = label.scatter_reduce(0, b, label[a], reduce="amin", include_self=True)
-        new = new.scatter_reduce(0, a, new[b], reduce="amin", include_self=True)
-        new = new[new]  # pointer jumping: adopt the label of one's label
-        if torch.equal(new, label):
-            break
-        label = new
-    roots, comp = torch.unique(label, return_inverse=True)
-    return comp, int(roots.numel())
-
-
 class E2GNNLayer(nn.Module):
     """One E2GNN interaction: virtual node -> atoms, message, update, atoms -> virtual node.
 
@@ -192,7 +169,7 @@ class E2GNN(Backbone):
         """Virtual node of every atom [N] and the number of virtual nodes."""
         if self.virtual_node == "molecule":
             return graph.batch, int(graph.num_graphs)
-        return connected_components(graph.edge_index, graph.batch.shape[0])
+        return graph.components()
 
     def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
         x = self.embedding(z)

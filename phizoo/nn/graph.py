@@ -45,6 +45,13 @@ class Graph:
     dist: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
+    _components: tuple[torch.Tensor, int] | None = None
+
+    def components(self) -> tuple[torch.Tensor, int]:
+        """Connected component of every atom [N] (ordered by first atom) and their number; cached."""
+        if self._components is None:
+            self._components = connected_components(self.edge_index, self.batch.shape[0])
+        return self._components
 
     @property
     def src(self) -> torch.Tensor:
@@ -53,6 +60,29 @@ class Graph:
     @property
     def dst(self) -> torch.Tensor:
         return self.edge_index[1]
+
+
+def connected_components(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, int]:
+    """Component label per atom [N] (0..C-1, ordered by the component's first atom) and C.
+
+    Torch-only (no host round trip of the edge list): min-label propagation along the
+    edges (both directions) with pointer jumping, until nothing changes. Labels only ever
+    decrease and stay inside the component, so it terminates, in at most (graph diameter)
+    rounds and usually far fewer.
+    """
+    label = torch.arange(num_nodes, device=edge_index.device)
+    if edge_index.numel() == 0:
+        return label, num_nodes
+    a, b = edge_index[0], edge_index[1]
+    while True:
+        new = label.scatter_reduce(0, b, label[a], reduce="amin", include_self=True)
+        new = new.scatter_reduce(0, a, new[b], reduce="amin", include_self=True)
+        new = new[new]  # pointer jumping: adopt the label of one's label
+        if torch.equal(new, label):
+            break
+        label = new
+    roots, comp = torch.unique(label, return_inverse=True)
+    return comp, int(roots.numel())
 
 
 def _radius_graph_torch(pos: torch.Tensor, r: float, batch: torch.Tensor, block: int) -> torch.Tensor:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse
-import scipy.sparse.csgraph
 import torch
 
+from ..nn.graph import connected_components
 from ..nn.radial import envelope
 
 LAPLACIANS = ("combinatorial", "normalized")
@@ -23,18 +21,6 @@ LAPLACIANS = ("combinatorial", "normalized")
 def edge_weights(dist: torch.Tensor, cutoff: float, kind: str = "cosine") -> torch.Tensor:
     """w_ij = envelope(r_ij): 1 at r=0, falling to 0 with zero slope at the cutoff. [E]."""
     return envelope(kind)(dist, cutoff)
-
-
-def connected_components(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, int]:
-    """Component label per atom [N] (labels ordered by first atom) and the number of components."""
-    ei = edge_index.detach().cpu().numpy()
-    adj = scipy.sparse.coo_matrix((np.ones(ei.shape[1], dtype=np.int8), (ei[0], ei[1])), shape=(num_nodes, num_nodes))
-    n_comp, labels = scipy.sparse.csgraph.connected_components(adj, directed=False)
-    # Relabel by first occurrence so labels follow atom order (and hence molecule order).
-    _, first = np.unique(labels, return_index=True)
-    rank = np.empty(n_comp, dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(n_comp)
-    return torch.as_tensor(rank[labels], device=edge_index.device), int(n_comp)
 
 
 @dataclass
@@ -71,9 +57,11 @@ class Blocks:
         return x[self.comp, self.slot]
 
 
-def pack_components(edge_index: torch.Tensor, batch: torch.Tensor) -> Blocks:
+def pack_components(edge_index: torch.Tensor, batch: torch.Tensor,
+                    components: tuple[torch.Tensor, int] | None = None) -> Blocks:
+    """Pack the components (``components`` = precomputed ``(labels, count)``, else computed)."""
     n = batch.shape[0]
-    comp, n_comp = connected_components(edge_index, n)
+    comp, n_comp = components if components is not None else connected_components(edge_index, n)
     sizes = torch.bincount(comp, minlength=n_comp)
     order = torch.argsort(comp, stable=True)
     starts = torch.cumsum(sizes, 0) - sizes

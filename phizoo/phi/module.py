@@ -90,7 +90,7 @@ class PhiModule(nn.Module):
     def forward(self, layer_features: list[torch.Tensor], graph: Graph) -> PhiOutput:
         if len(layer_features) != len(self.alpha_nets):
             raise ValueError(f"Φ-Module built for {len(self.alpha_nets)} layers, got features of {len(layer_features)}")
-        blocks = pack_components(graph.edge_index, graph.batch)
+        blocks = pack_components(graph.edge_index, graph.batch, graph.components())
         field = 0.0
         for i, h in enumerate(layer_features):
             s = self.alpha_nets[i](h)

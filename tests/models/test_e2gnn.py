@@ -7,12 +7,26 @@ import torch
 from torch_geometric.data import Batch, Data
 
 import phizoo
-from phizoo.models.e2gnn import E2GNN, E2GNNLayer, connected_components
-from phizoo.nn.graph import build_graph, radius_graph
-from phizoo.phi.laplacian import connected_components as scipy_components
+from phizoo.models.e2gnn import E2GNN, E2GNNLayer
+from phizoo.nn.graph import build_graph, connected_components, radius_graph
 from tests.molecules import batch, merged, random_molecule, random_orthogonal
 
 TEST_KW = dict(hidden_channels=16, num_layers=2, num_rbf=8, cutoff=4.0)
+
+
+def scipy_components(edge_index, n):
+    """Reference labelling with scipy, relabelled by first atom."""
+    import numpy as np
+    import scipy.sparse
+    import scipy.sparse.csgraph
+
+    ei = edge_index.numpy()
+    adj = scipy.sparse.coo_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n, n))
+    c, labels = scipy.sparse.csgraph.connected_components(adj, directed=False)
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(c, dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(c)
+    return torch.as_tensor(rank[labels]), int(c)
 
 
 def backbone(seed=0, **kw):

@@ -1,8 +1,8 @@
 """Laplacian construction: the properties the Φ-Module relies on."""
 import torch
 
-from phizoo.nn.graph import build_graph
-from phizoo.phi.laplacian import connected_components, dense_laplacian, edge_weights, pack_components
+from phizoo.nn.graph import build_graph, connected_components
+from phizoo.phi.laplacian import dense_laplacian, edge_weights, pack_components
 from tests.molecules import batch, merged, random_molecule
 
 
