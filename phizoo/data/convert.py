@@ -100,14 +100,19 @@ class Source:
 # ----------------------------------------------------------------------------------- splits
 
 
+def round_half_up(x: float) -> int:
+    """``round`` without banker's rounding (0.5 -> 1), so that split sizes are predictable."""
+    return int(np.floor(x + 0.5))
+
+
 def scaled_sizes(full: Sequence[int], full_total: int, n: int) -> list[int]:
     """Split sizes ``full`` (of a ``full_total``-structure set) scaled to ``n`` structures.
 
-    Each size is ``round(size * n / full_total)`` (at least 1 for a non-empty split while
+    Each size is ``size * n / full_total`` rounded half up (at least 1 for a non-empty split while
     structures remain), never more than what is left."""
     out, left = [], n
     for size in full:
-        s = size if n == full_total else int(round(size * n / full_total))
+        s = size if n == full_total else round_half_up(size * n / full_total)
         if size > 0 and s == 0 and left > 0:
             s = 1
         s = min(s, left)

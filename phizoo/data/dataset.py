@@ -16,7 +16,7 @@ import torch
 
 from . import codec
 from .errors import DataError
-from .store import (INDEX_KEY, SPLIT_PREFIX, _get, decode_record, open_env, read_header, record_key)
+from .store import (INDEX_KEY, SPLIT_PREFIX, _get, close_env, decode_record, open_env, read_header, record_key)
 
 
 class LmdbDataset(torch.utils.data.Dataset):
@@ -43,7 +43,7 @@ class LmdbDataset(torch.utils.data.Dataset):
         try:
             self._meta = read_header(env, self.path)
         finally:
-            env.close()
+            close_env(env)
         self._n = int(self._meta["num_records"])
         self._fields = tuple(self._meta.get("fields", ()))
         self._env = None
@@ -55,7 +55,7 @@ class LmdbDataset(torch.utils.data.Dataset):
     def _environment(self):
         pid = os.getpid()
         if self._env is None or self._pid != pid:
-            self._env = None  # an environment inherited through fork is never used
+            self._env = None  # an environment inherited through fork is never used (nor closed)
             self._env = open_env(self.path)
             self._pid = pid
         return self._env
@@ -65,9 +65,16 @@ class LmdbDataset(torch.utils.data.Dataset):
             return _get(txn, key, self.path)
 
     def close(self) -> None:
+        """Release this process's LMDB environment (reopened on the next access)."""
         if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+            close_env(self._env)
         self._env = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -8,7 +8,7 @@ Splits (the Φ-Module paper's protocol): a per-molecule training budget B (Ac-Al
 DHA 8000, stachyose 8000, AT-AT 3000, AT-AT-CG-CG 2000, buckyball-catcher 600, double-walled
 nanotube 800) is drawn at random (``numpy.random.default_rng(seed)``); its first
 ``B - round(0.05 B)`` frames in shuffled order form ``train``, the remaining ``round(0.05 B)``
-``val``; ``test`` is every frame not in train or val (the paper: "all other frames"). With
+(rounded half up, at least 1) ``val``; ``test`` is every frame not in train or val (the paper: "all other frames"). With
 ``--limit`` the budget is scaled by ``limit / frames in the file``. Files whose molecule is not
 recognised from the file name need an explicit ``train_size`` (the budget B).
 """
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .convert import Source, Structure, random_split
+from .convert import Source, Structure, random_split, round_half_up
 from .errors import DataError, check_file
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
@@ -124,6 +124,9 @@ class MD22Source(Source):
                             f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
                             f"md22_double-walled_nanotube.npz are recognised); pass --train-size "
                             f"(the training budget, train + validation)")
+        budget, _ = self.budget(self.n)
+        if budget > self.n:  # checked before anything is written
+            raise DataError(f"{self.path}: training budget {budget} exceeds the {self.n} converted frames")
 
     @staticmethod
     def _string(npz, key: str) -> str | None:
@@ -160,7 +163,7 @@ class MD22Source(Source):
             return self.train_size, "given by --train-size"
         full = MOLECULES[self.molecule][0]
         if n < self.frames_in_file:
-            b = max(2, int(round(full * n / self.frames_in_file)))
+            b = max(2, round_half_up(full * n / self.frames_in_file))
             return b, (f"the paper's {full} scaled by {n}/{self.frames_in_file} converted frames (--limit)")
         return full, "the paper's per-molecule budget"
 
@@ -168,7 +171,9 @@ class MD22Source(Source):
         budget, why = self.budget(n)
         if budget > n:
             raise DataError(f"{self.path}: training budget {budget} exceeds the {n} converted frames")
-        n_val = int(round(self.val_fraction * budget))
+        n_val = round_half_up(self.val_fraction * budget)
+        if self.val_fraction > 0 and budget >= 2:
+            n_val = max(n_val, 1)
         n_train = budget - n_val
         splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
         policy = {"policy": "MD22 (Φ-Module paper): random training budget B, 95 % train / 5 % val of B, "

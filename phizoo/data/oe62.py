@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import Source, Structure, random_split, scaled_sizes
+from .convert import Source, Structure, random_split, round_half_up, scaled_sizes
 from .errors import DataError, check_file
 
 OE62_TOTAL = 61489
@@ -61,6 +61,8 @@ def parse_xyz(text: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
             pos[k] = [float(x.replace("*^", "e")) for x in parts[1:4]]
         except ValueError:
             raise DataError(f"{where}: XYZ atom line {k + 1} {line!r:.60}: coordinates are not numbers") from None
+        if not np.all(np.isfinite(pos[k])):
+            raise DataError(f"{where}: XYZ atom line {k + 1} {line!r:.60}: non-finite coordinate")
     return z, pos
 
 
@@ -76,7 +78,7 @@ class OE62Source(Source):
         self.train_size, self.val_size = train_size, val_size
         try:
             df = pd.read_json(self.path, orient="split")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
             raise DataError(f"{self.path}: not a pandas orient='split' JSON table as in df_62k.json "
                             f"({type(err).__name__}: {err})") from None
         required = ["refcode_csd", "xyz_pbe_relaxed", target] + ([self.charges_column] if self.charges_column else [])
@@ -147,8 +149,8 @@ class OE62Source(Source):
 
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.train_size is not None or self.val_size is not None:
-            n_train = int(self.train_size if self.train_size is not None else round(OE62_SPLIT[0] * n / OE62_TOTAL))
-            n_val = int(self.val_size if self.val_size is not None else round(OE62_SPLIT[1] * n / OE62_TOTAL))
+            n_train = int(self.train_size if self.train_size is not None else round_half_up(OE62_SPLIT[0] * n / OE62_TOTAL))
+            n_val = int(self.val_size if self.val_size is not None else round_half_up(OE62_SPLIT[1] * n / OE62_TOTAL))
             note = "sizes given by --train-size/--val-size"
         else:
             n_train, n_val = scaled_sizes(OE62_SPLIT, OE62_TOTAL, n)

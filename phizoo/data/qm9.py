@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .convert import Source, Structure, random_split, scaled_sizes
+from .convert import Source, Structure, random_split, round_half_up, scaled_sizes
 from .errors import DataError, DataFileNotFoundError, check_file
 
 QM9_TOTAL = 130831
@@ -210,8 +210,8 @@ class QM9Source(Source):
 
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if self.train_size is not None or self.val_size is not None:
-            n_train = int(self.train_size if self.train_size is not None else round(QM9_SPLIT[0] * n / QM9_TOTAL))
-            n_val = int(self.val_size if self.val_size is not None else round(QM9_SPLIT[1] * n / QM9_TOTAL))
+            n_train = int(self.train_size if self.train_size is not None else round_half_up(QM9_SPLIT[0] * n / QM9_TOTAL))
+            n_val = int(self.val_size if self.val_size is not None else round_half_up(QM9_SPLIT[1] * n / QM9_TOTAL))
             note = "sizes given by --train-size/--val-size"
         else:
             n_train, n_val = scaled_sizes(QM9_SPLIT, QM9_TOTAL, n)

@@ -115,9 +115,22 @@ class IncompleteDatabaseError(DataError):
 # ------------------------------------------------------------------------------- reading
 
 
+# One environment per (process, file): py-lmdb refuses to open the same file twice in a process,
+# so every reader in a process shares it (reference counted). Keyed by the process id, so that a
+# forked DataLoader worker never touches an environment inherited from its parent.
+_SHARED: dict[tuple[int, int, int], list] = {}
+
+
+def _file_key(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return os.getpid(), st.st_dev, st.st_ino
+
+
 def open_env(path: str | Path) -> lmdb.Environment:
     """Open ``path`` read-only without locking (safe for many processes), checking that the
-    file is an LMDB file and is not truncated. Raises ``DataError`` otherwise."""
+    file is an LMDB file and is not truncated; ``DataError`` otherwise. Release with
+    :func:`close_env`. Opening the same file again in the same process returns the same
+    environment."""
     path = Path(path)
     if not path.exists():
         raise DatabaseNotFoundError(f"{path}: no such database")
@@ -125,6 +138,11 @@ def open_env(path: str | Path) -> lmdb.Environment:
     if subdir and not (path / "data.mdb").exists():
         raise DataError(f"{path}: a directory without data.mdb is not a phizoo database")
     data_file = path / "data.mdb" if subdir else path
+    key = _file_key(data_file)
+    shared = _SHARED.get(key)
+    if shared is not None:
+        shared[1] += 1
+        return shared[0]
     size = data_file.stat().st_size
     if size == 0:
         raise DataError(f"{path}: empty file (0 bytes), not a phizoo database")
@@ -143,7 +161,22 @@ def open_env(path: str | Path) -> lmdb.Environment:
         env.close()
         raise DataError(f"{path}: truncated: the file has {size} bytes but its LMDB header refers to "
                         f"{need} bytes (copy interrupted or disk full?)")
+    _SHARED[key] = [env, 1]
     return env
+
+
+def close_env(env: lmdb.Environment | None) -> None:
+    """Release an environment from :func:`open_env` (closed when its last user releases it)."""
+    if env is None:
+        return
+    pid = os.getpid()
+    for key, shared in list(_SHARED.items()):
+        if shared[0] is env and key[0] == pid:
+            shared[1] -= 1
+            if shared[1] <= 0:
+                del _SHARED[key]
+                env.close()
+            return
 
 
 def _get(txn, key: bytes, path: Path) -> bytes | None:
@@ -210,7 +243,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     try:
         return read_header(env, path)
     finally:
-        env.close()
+        close_env(env)
 
 
 def decode_record(raw: bytes | None, path: Path, i: int, fields: Iterable[str] | None = None) -> dict[str, Any]:
