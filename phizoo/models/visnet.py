@@ -125,21 +125,26 @@ class ViSMP(nn.Module):
         self.layernorm = nn.LayerNorm(F)
         self.vec_weight = nn.Parameter(torch.ones(F)) if trainable_vecnorm else None
         self.qkv = _linear(F, 3 * F, 3)
-        self.dkv = _linear(F, 2 * F, 2)
+        # dk, dv (+ the edge-update gate in all but the last layer): all read f_ij, one matmul
+        self.edge_proj = _linear(F, (2 if last_layer else 3) * F, 2 if last_layer else 3)
         nvec = 3 if last_layer else 5  # u¹, u², u³ (+ W_t, W_s for the edge update)
         self.vec_proj = _linear(F, nvec * F, nvec, bias=False)
         self.s_proj = _linear(F, 2 * F, 1, bias=False)
         self.o_proj = _linear(F, 3 * F, 1)
-        self.f_proj = None if last_layer else _linear(F, F)
 
-    def forward(self, x, vec, f, f_self, src, dst, cut, d, rej_coeff: float):
-        """``vec = None`` means all vectors are zero (first layer): the terms that read them are
+    def forward(self, xn, vec, f, f_self, src, dst, cut, d, rej_coeff: float):
+        """``xn = self.layernorm(x)`` (computed by the caller, who also hands it to the Φ-Module).
+        ``vec = None`` means all vectors are zero (first layer): the terms that read them are
         skipped (they are exactly zero, and so are their gradients)."""
-        N, E, F, H = x.shape[0], src.shape[0], self.F, self.H
-        xn = self.layernorm(x)
+        N, E, F, H = xn.shape[0], src.shape[0], self.F, self.H
         q, k, v = self.qkv(xn).split(F, dim=-1)
-        dk, dv = F_.silu(self.dkv(f)).split(F, dim=-1)
-        dk_s, dv_s = F_.silu(self.dkv(f_self)).split(F, dim=-1)
+        # dk, dv [, edge-update gate]; with zero vectors the edge update vanishes: no gate needed
+        w, bias = self.edge_proj.weight, self.edge_proj.bias
+        if vec is None:
+            w, bias = w[: 2 * F], bias[: 2 * F]
+        ef = F_.silu(F_.linear(f, w, bias)).split(F, dim=-1)
+        ef_s = F_.silu(F_.linear(f_self, w, bias)).split(F, dim=-1)
+        dk, dv, dk_s, dv_s = ef[0], ef[1], ef_s[0], ef_s[1]
         k_j, v_j = torch.index_select(torch.cat([k, v], -1), 0, src).split(F, dim=-1)
         q_i = torch.index_select(q, 0, dst)
 
@@ -176,8 +181,8 @@ class ViSMP(nn.Module):
         w_dot = (a_i * b_j).sum(1)
         if rej_coeff != 0.0:
             w_dot = w_dot + rej_coeff * (a_i * d.unsqueeze(-1)).sum(1) * (b_j * d.unsqueeze(-1)).sum(1)
-        df = F_.silu(self.f_proj(f)) * w_dot
-        df_self = F_.silu(self.f_proj(f_self)) * (w_t * w_s).sum(1)
+        df = ef[2] * w_dot
+        df_self = ef_s[2] * (w_t * w_s).sum(1)
         return dx, dvec, df, df_self
 
 
@@ -252,16 +257,19 @@ class ViSNet(Backbone):
         vec = None  # zero vectors: the first layer skips the terms that read them
 
         layers = []
-        for layer in self.layers:
-            dx, dvec, df, df_self = layer(x, vec, f, f_self, src, dst, cut, d, self.rej_coeff)
+        for i, layer in enumerate(self.layers):
+            xn = layer.layernorm(x)
+            if i:
+                layers.append(xn)  # the previous layer's output, as the network reads it
+            dx, dvec, df, df_self = layer(xn, vec, f, f_self, src, dst, cut, d, self.rej_coeff)
             x = x + dx
             vec = dvec if vec is None else vec + dvec
             if df is not None:
                 f = f + df
                 f_self = f_self + df_self
-            layers.append(x)
 
         x = self.out_norm(x)
+        layers.append(x)
         if self.out_vec_weight is not None:
             vec = vec * self.out_vec_weight
         w1, w2 = self.out_vec_proj(vec).split([F, self.half], dim=-1)
@@ -290,10 +298,10 @@ def load_pyg_visnet_state(potential, pyg_model) -> None:
     layer ``l``: ``layernorm``                     ``layers[l].layernorm``
     ``vec_layernorm.weight``                       ``layers[l].vec_weight`` (must be ones if not trainable)
     ``q_proj, k_proj, v_proj``                     ``layers[l].qkv`` (row blocks)
-    ``dk_proj, dv_proj``                           ``layers[l].dkv``
+    ``dk_proj, dv_proj, f_proj``                   ``layers[l].edge_proj`` (row blocks; no f_proj in the last)
     ``vec_proj, w_trg_proj, w_src_proj``           ``layers[l].vec_proj`` (rows: vec_proj, w_trg, w_src)
     ``s_proj`` (bias must be 0)                    ``layers[l].s_proj``
-    ``o_proj``, ``f_proj``                         ``layers[l].o_proj``, ``layers[l].f_proj``
+    ``o_proj``                                     ``layers[l].o_proj``
     ``rep.out_norm``, ``rep.vec_out_norm.weight``  ``backbone.out_norm``, ``backbone.out_vec_weight``
     output block 0 ``vec1_proj, vec2_proj``        ``backbone.out_vec_proj`` (row blocks)
     output block 0 ``update_net[0], [2]``          ``backbone.out_mlp[0], [2]``
@@ -362,13 +370,12 @@ def load_pyg_visnet_state(potential, pyg_model) -> None:
         cp(ours.layernorm.bias, theirs.layernorm.bias)
         cp_vecnorm(ours.vec_weight, theirs.vec_layernorm)
         cp_linear(ours.qkv, theirs.q_proj, theirs.k_proj, theirs.v_proj)
-        cp_linear(ours.dkv, theirs.dk_proj, theirs.dv_proj)
+        edge_srcs = [theirs.dk_proj, theirs.dv_proj] + ([] if ours.last_layer else [theirs.f_proj])
+        cp_linear(ours.edge_proj, *edge_srcs)
         vec_srcs = [theirs.vec_proj] + ([] if ours.last_layer else [theirs.w_trg_proj, theirs.w_src_proj])
         cp_linear(ours.vec_proj, *vec_srcs)
         cp(ours.s_proj.weight, theirs.s_proj.weight)
         cp_linear(ours.o_proj, theirs.o_proj)
-        if not ours.last_layer:
-            cp_linear(ours.f_proj, theirs.f_proj)
     cp(bb.out_norm.weight, rep.out_norm.weight)
     cp(bb.out_norm.bias, rep.out_norm.bias)
     cp_vecnorm(bb.out_vec_weight, rep.vec_out_norm)

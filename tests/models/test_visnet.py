@@ -104,6 +104,14 @@ def test_matches_pyg_energy_and_forces(lmax, trainable):
     assert f_ref.abs().max() > 1e-2  # forces are not trivially zero
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_matches_pyg_shallow(num_layers):
+    """One layer (first = last: no edge update) and two layers (one edge update)."""
+    pyg, ours = make_pair(2, seed=num_layers, num_layers=num_layers)
+    e_ref, f_ref, e, f = compare(pyg, ours, *mols())
+    assert max_dev(e, e_ref) < 1e-12 and max_dev(f, f_ref) < 1e-11
+
+
 def test_matches_pyg_rotated_and_cutoff_pairs():
     """Pairs on both sides of the cutoff (a stretched molecule), rotated: still identical."""
     pyg, ours = make_pair(2, seed=5, num_layers=2, cutoff=3.0)
