@@ -15,6 +15,7 @@ bytes with ``numpy.frombuffer``.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from typing import Mapping
@@ -107,7 +108,7 @@ def decode(buf: bytes | memoryview) -> tuple[dict[str, np.ndarray], dict[str, st
             b, e = (int(o) for o in spec["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise DataError(f"record entry {name!r} has a malformed header {spec!r}: corrupted") from None
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)
         if not (0 <= b <= e <= len(data)) or e - b != count * dt.itemsize or min(shape, default=0) < 0:
             raise DataError(f"record entry {name!r}: offsets {b}..{e} do not match shape {list(shape)} "
                             f"{spec['dtype']} in {len(data)} data bytes: corrupted")

@@ -121,6 +121,22 @@ class IncompleteDatabaseError(DataError):
 _SHARED: dict[tuple[int, int, int], list] = {}
 
 
+def _drop_inherited() -> None:
+    """In a forked child: close the environments inherited from the parent (py-lmdb would
+    otherwise refuse to open those files again, and LMDB handles must not cross a fork)."""
+    pid = os.getpid()
+    for key in [k for k in _SHARED if k[0] != pid]:
+        env = _SHARED.pop(key)[0]
+        try:
+            env.close()
+        except lmdb.Error:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_inherited)
+
+
 def _file_key(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return os.getpid(), st.st_dev, st.st_ino
@@ -139,6 +155,8 @@ def open_env(path: str | Path) -> lmdb.Environment:
         raise DataError(f"{path}: a directory without data.mdb is not a phizoo database")
     data_file = path / "data.mdb" if subdir else path
     key = _file_key(data_file)
+    if any(k[0] != key[0] for k in _SHARED):
+        _drop_inherited()
     shared = _SHARED.get(key)
     if shared is not None:
         shared[1] += 1

@@ -1,0 +1,58 @@
+"""``phizoo data convert`` / ``phizoo data info``."""
+import importlib.util
+
+import pytest
+
+from phizoo.cli.main import main
+from phizoo.data import LmdbDataset
+
+from . import native
+
+
+def test_convert_and_info_md22(tmp_path, capsys, md22_file):
+    dest = tmp_path / "out.lmdb"
+    assert main(["data", "convert", "md22", str(md22_file), "-o", str(dest), "--limit", "30", "--train-size", "10",
+                 "--seed", "3", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "30 structures" in out and "train 9, val 1, test 20" in out
+    ds = LmdbDataset(dest)
+    assert len(ds) == 30 and ds.metadata["splits"]["seed"] == 3
+    assert main(["data", "info", str(dest)]) == 0
+    info = capsys.readouterr().out
+    for needle in ("md22: MD22 AT-AT", "records     30 structures, 180 atoms", "elements    C", "energy eV",
+                   "forces      rms", "sha256", "kcal/mol x 0.04336", "train 9, val 1, test 20 (seed 3)"):
+        assert needle in info, needle
+    assert main(["data", "info", str(dest), "--json"]) == 0
+    assert '"schema_version": 1' in capsys.readouterr().out
+
+
+def test_convert_oe62_with_progress_bar(tmp_path, capsys, oe62_file):
+    dest = tmp_path / "o.lmdb"
+    assert main(["data", "convert", "oe62", str(oe62_file), "-o", str(dest), "--train-subsets", "10,20"]) == 0
+    cap = capsys.readouterr()
+    assert "100/100" in cap.err  # tqdm
+    assert "train 81, val 10, test 9, train_10 10, train_20 20" in cap.out and "references  fitted on train" in cap.out
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys, md22_file):
+    assert main(["data", "convert", "md22", str(tmp_path / "missing.npz"), "-o", str(tmp_path / "x.lmdb")]) == 2
+    assert "no such" in capsys.readouterr().err
+    bad = native.md22_npz(tmp_path / "md22_DHA.npz", n=5, F=None)
+    assert main(["data", "convert", "md22", str(bad), "-o", str(tmp_path / "x.lmdb"), "-q"]) == 2
+    assert "missing key(s) 'F'" in capsys.readouterr().err
+    assert main(["data", "convert", "md22", "-o", str(tmp_path / "x.lmdb")]) == 2
+    assert "give the source file" in capsys.readouterr().err
+    (tmp_path / "junk.lmdb").write_text("junk" * 2000)
+    assert main(["data", "info", str(tmp_path / "junk.lmdb")]) == 2
+    assert "not a readable LMDB" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["data", "convert", "md22", str(md22_file), "-o", "x.lmdb", "--limit", "0"])
+    assert not list(tmp_path.glob("*.lmdb*"))[1:]  # only junk.lmdb
+
+
+@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack is not installed")
+def test_qm9_from_installed_package(tmp_path, capsys):
+    dest = tmp_path / "q.lmdb"
+    assert main(["data", "convert", "qm9", "-o", str(dest), "--limit", "50", "-q"]) == 0
+    assert "qm9_part1.csv" in capsys.readouterr().out
+    assert LmdbDataset(dest).get_record(0)["id"] == "dsgdb9nsd_000001"
