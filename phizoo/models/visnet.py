@@ -32,8 +32,9 @@ energies and forces agree to float64 round-off (``tests/models/test_visnet.py``)
   ``EquivariantScalar`` head, ``(h, g) = MLP([x, ‖W₁ vec‖])``, ``v' = g ⊙ W₂ vec``, gives the
   backbone ``features = [SiLU(h), ‖W₃ v'‖]`` [N, 2⌊F/2⌋]; the ``Potential`` energy head
   ``Linear → SiLU → Linear`` (width ⌊F/2⌋) is then exactly the scalar path of ViSNet's second
-  gated block. ``layer_features`` (Φ-Module input) = ``x`` after each layer (before the
-  output LayerNorm).
+  gated block. ``layer_features`` (Φ-Module input) = each layer's output as the network
+  reads it: the next layer's ``LayerNorm(x)``, and the output ``LayerNorm(x)`` after the last
+  layer (the residual stream itself is never read unnormalised; its scale grows with depth).
 
 Differences from PyG's ViSNet (all documented in ``docs/readme/visnet.md``):
 
@@ -51,9 +52,10 @@ Differences from PyG's ViSNet (all documented in ``docs/readme/visnet.md``):
   ``vecnorm_type="max_min"`` and the ``vertex`` variant are not implemented, ``mean`` must be 0
   (PyG adds it per molecule, ``Potential.shift`` per atom).
 
-Layout/speed: q/k/v, dk/dv, the five vector projections, the two radial projections and
-the two output-block vector projections are single matmuls; per layer one gather at the
-source atoms, one at the target atoms and one scatter.
+Layout/speed: q/k/v, dk/dv/edge gate, the five vector projections, the two radial
+projections and the two output-block vector projections are single matmuls; gathers are
+separate ``index_select`` calls (their backward is a plain ``index_add``, no concatenation);
+the first layer skips every term that reads the (zero) vectors.
 """
 from __future__ import annotations
 
