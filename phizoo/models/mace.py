@@ -108,7 +108,8 @@ class SymmetricProductBasis(nn.Module):
     There is no constant (``ν = 0``) term, so ``B = 0`` for an atom without neighbours.
     """
 
-    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, attr_dim: int):
+    def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, attr_dim: int,
+                 onehot: bool = False):
         super().__init__()
         if correlation < 1:
             raise ValueError(f"correlation must be >= 1, got {correlation}")
@@ -183,11 +184,19 @@ class SymmetricProductBasis(nn.Module):
                         instr.append((offset + i1, i2, io, "uuu", True))
                         self.paths.append((nu, name, str(ir1), str(ir2), str(iro)))
             offset += len(irs)
+        # normalisation: every correlation order contributes with unit weight to each output irrep
+        # (e3nn's "element" normalisation over all paths would let the many ν = 3 paths drown ν = 1)
+        count: dict[tuple[int, int], int] = {}
+        for ins, p in zip(instr, self.paths):
+            count[(p[0], ins[2])] = count.get((p[0], ins[2]), 0) + 1
+        instr = [ins + (1.0 / count[(p[0], ins[2])],) for ins, p in zip(instr, self.paths)]
         self.irreps_in1 = o3.Irreps(in1_slots)
         self.final = o3.TensorProduct(self.irreps_in1, irreps_a, irreps_out, instr, irrep_normalization="component",
-                                      path_normalization="element", internal_weights=False, shared_weights=False)
-        # per-element weights: w^{z} = attr(z) @ weight  (attr one-hot: one row per element)
-        self.weight = nn.Parameter(torch.randn(attr_dim, self.final.weight_numel) / math.sqrt(attr_dim))
+                                      path_normalization="none", internal_weights=False, shared_weights=False)
+        # per-element weights: w^{z} = attr(z) @ weight. One-hot attributes: one row per element, N(0, 1)
+        # like e3nn's internal weights; a learned N(0, 1) embedding of width d: rows N(0, 1/d).
+        scale = 1.0 if onehot else 1.0 / math.sqrt(attr_dim)
+        self.weight = nn.Parameter(torch.randn(attr_dim, self.final.weight_numel) * scale)
 
     @property
     def num_paths(self) -> dict[int, int]:
@@ -208,35 +217,125 @@ class SymmetricProductBasis(nn.Module):
         return self.final(torch.cat(parts, dim=-1), a, attr @ self.weight)
 
 
+class EdgeTensorProduct(nn.Module):
+    r"""The one-particle-basis tensor product on the edges, summed into the target nodes.
+
+    Definition: the e3nn ``o3.TensorProduct`` ``self.tp`` (mode ``"uvu"``, per-edge weights = the
+    radial MLP's output; paths into the same output irrep summed), i.e. for every path
+    ``p = (l1, l2 -> l3)``::
+
+        out_e[l3 m3, k] += c_p R_e[p, k] Σ_{m1 m2} C^{l3 m3}_{l1 m1, l2 m2} x_j[l1 m1, k] Y_e[l2 m2]
+
+    with e3nn's Clebsch-Gordan tensor ``C`` (``o3.wigner_3j``) and e3nn's normalisation ``c_p``
+    (``tp.instructions[p].path_weight``).
+
+    Evaluation order (``fused=True``): the edge-only factor
+    ``M_e[(p, m1), m3] = c_p Σ_{m2} C[m1, m2, m3] Y_e[m2]`` is formed first, for all paths at once
+    (one ``[E, sh] @ [sh, rows * D_out]`` matmul, no channel index), then
+    ``Z_e[(p, m1), k] = R_e[p, k] x_j[m1, k]`` and one batched matmul ``out_e = M_eᵀ Z_e``
+    (``[D_out, rows] @ [rows, K]`` per edge). Cost per edge and channel ``rows * D_out`` instead of
+    e3nn's ``Σ_p d1 d2 d3`` plus its per-path outer products, with a handful of large kernels
+    instead of several per path. ``fused=False`` calls ``self.tp`` itself; both agree to rounding
+    (tested).
+
+    Layout: node features in and per-node sums out are irrep-major, ``[N, Σ_l (2l+1), K]``
+    (see :func:`to_ir_mul`).
+    """
+
+    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, fused: bool = True):
+        super().__init__()
+        self.irreps_in, self.irreps_sh, self.irreps_out = irreps_in, irreps_sh, irreps_out
+        self.K = irreps_in[0].mul
+        self.fused = fused
+        targets = {ir: i for i, (_, ir) in enumerate(irreps_out)}
+        instr = [(i1, i2, targets[ir], "uvu", True)
+                 for i1, (_, ir1) in enumerate(irreps_in) for i2, (_, ir2) in enumerate(irreps_sh)
+                 for ir in ir1 * ir2 if ir in targets]
+        self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_out, instr, irrep_normalization="component",
+                                   path_normalization="element", internal_weights=False, shared_weights=False)
+        self.num_paths = len(self.tp.instructions)
+        self.weight_numel = self.tp.weight_numel
+        off_in, off_sh, off_out = _offsets(irreps_in), _offsets(irreps_sh), _offsets(irreps_out)
+        rows = sum(irreps_in[ins.i_in1].ir.dim for ins in self.tp.instructions)
+        self.rows, self.d_out = rows, sum(ir.dim for _, ir in irreps_out)
+        g = torch.zeros(irreps_sh.dim, self.d_out, rows, dtype=torch.float64)  # M_e = Y_e @ g: [d_out, rows]
+        cols, ridx, row = [], [], 0
+        for p, ins in enumerate(self.tp.instructions):
+            l1, l2, l3 = irreps_in[ins.i_in1].ir.l, irreps_sh[ins.i_in2].ir.l, irreps_out[ins.i_out].ir.l
+            c = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * ins.path_weight  # [d1, d2, d3]
+            d1, d2, d3 = 2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1
+            o2, o3_ = off_sh[ins.i_in2], off_out[ins.i_out]
+            g[o2:o2 + d2, o3_:o3_ + d3, row:row + d1] = c.permute(1, 2, 0)
+            cols += list(range(off_in[ins.i_in1], off_in[ins.i_in1] + d1))
+            ridx += [p] * d1
+            row += d1
+        self._g64 = g.reshape(irreps_sh.dim, -1)  # exact master copy; the buffer follows the module dtype
+        self.register_buffer("g", self._g64.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("ridx", torch.tensor(ridx, dtype=torch.long), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.g = self._g64.to(device=self.g.device, dtype=self.g.dtype)  # CG coefficients never rounded twice
+        return self
+
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, weight: torch.Tensor, src: torch.Tensor,
+                dst: torch.Tensor, num_nodes: int) -> torch.Tensor:
+        """x [N, D_in, K] (irrep-major), sh [E, sh_dim], weight [E, weight_numel] -> [N, D_out, K]."""
+        E, K = sh.shape[0], self.K
+        if not self.fused:
+            msg = self.tp(from_ir_mul(x[src], self.irreps_in), sh, weight)
+            out = scatter(msg, dst, dim=0, dim_size=num_nodes, reduce="sum")
+            return to_ir_mul(out, self.irreps_out)
+        z = x.index_select(1, self.cols)[src] * weight.view(E, self.num_paths, K).index_select(1, self.ridx)
+        m = (sh @ self.g).view(E, self.d_out, self.rows)
+        return scatter(torch.bmm(m, z), dst, dim=0, dim_size=num_nodes, reduce="sum")
+
+
+def _offsets(irreps: o3.Irreps) -> list[int]:
+    """Offset of every irrep along the irrep axis of the irrep-major layout."""
+    out, o = [], 0
+    for _, ir in irreps:
+        out.append(o)
+        o += ir.dim
+    return out
+
+
+def to_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """e3nn layout [..., Σ_i K (2l_i+1)] -> irrep-major [..., Σ_i (2l_i+1), K] (all multiplicities K)."""
+    K = irreps[0].mul
+    parts = [x[..., s].reshape(*x.shape[:-1], K, ir.dim).transpose(-1, -2) for s, (_, ir) in zip(irreps.slices(), irreps)]
+    return torch.cat(parts, dim=-2)
+
+
+def from_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
+    """Inverse of :func:`to_ir_mul`."""
+    parts = torch.split(x, [ir.dim for _, ir in irreps], dim=-2)
+    return torch.cat([p.transpose(-1, -2).reshape(*x.shape[:-2], -1) for p in parts], dim=-1)
+
+
 class MACEInteraction(nn.Module):
     """One MACE layer: one-particle basis A, symmetric product basis, element-dependent residual."""
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps,
                  attr_irreps: o3.Irreps, num_bessel: int, radial_mlp: Sequence[int], correlation: int,
-                 avg_num_neighbors: float):
+                 avg_num_neighbors: float, fused: bool = True, onehot: bool = False):
         super().__init__()
         self.irreps_in, self.irreps_out, self.irreps_a = irreps_in, irreps_out, irreps_a
         self.inv_avg = 1.0 / float(avg_num_neighbors)
         self.skip = o3.FullyConnectedTensorProduct(irreps_in, attr_irreps, irreps_out)
         self.linear_up = o3.Linear(irreps_in, irreps_in)
-        # conv TP: every (l1 of h) x (l2 of Y) -> l3 of A; paths into the same l3 are summed (paper eq. 8)
-        targets = {ir: i for i, (_, ir) in enumerate(irreps_a)}
-        instr = [(i1, i2, targets[ir], "uvu", True)
-                 for i1, (_, ir1) in enumerate(irreps_in) for i2, (_, ir2) in enumerate(irreps_sh)
-                 for ir in ir1 * ir2 if ir in targets]
-        self.conv = o3.TensorProduct(irreps_in, irreps_sh, irreps_a, instr, irrep_normalization="component",
-                                     path_normalization="element", internal_weights=False, shared_weights=False)
+        self.conv = EdgeTensorProduct(irreps_in, irreps_sh, irreps_a, fused=fused)
         self.radial = FullyConnectedNet([num_bessel, *radial_mlp, self.conv.weight_numel], torch.nn.functional.silu)
         self.linear_a = o3.Linear(irreps_a, irreps_a)
-        self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim)
+        self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim, onehot=onehot)
         self.linear_out = o3.Linear(irreps_out, irreps_out)
 
     def forward(self, h, attr, edge_sh, edge_radial, src, dst):
         sc = self.skip(h, attr)
-        x = self.linear_up(h)
-        msg = self.conv(x[src], edge_sh, self.radial(edge_radial))
-        a = scatter(msg, dst, dim=0, dim_size=h.shape[0], reduce="sum")
-        a = self.linear_a(a) * self.inv_avg
+        x = to_ir_mul(self.linear_up(h), self.irreps_in)
+        a = self.conv(x, edge_sh, self.radial(edge_radial), src, dst, h.shape[0])
+        a = self.linear_a(from_ir_mul(a, self.irreps_a)) * self.inv_avg
         return self.linear_out(self.product(a, attr)) + sc
 
 
@@ -260,7 +359,7 @@ class MACE(Backbone):
     def __init__(self, num_channels: int = 128, max_ell: int = 3, hidden_l: int = 1, correlation: int = 3,
                  num_layers: int = 2, num_bessel: int = 8, cutoff: float = 5.0, envelope_exponent: int = 5,
                  radial_mlp: Sequence[int] = (64, 64, 64), avg_num_neighbors: float = 10.0,
-                 elements: Sequence[int] | None = None, element_dim: int = 16):
+                 elements: Sequence[int] | None = None, element_dim: int = 16, fused: bool = True):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -301,7 +400,8 @@ class MACE(Backbone):
         for t in range(num_layers):
             irreps_out = scalars if t == num_layers - 1 else hidden
             layers.append(MACEInteraction(irreps_in, irreps_out, self.irreps_sh, self.irreps_a, self.attr_irreps,
-                                          num_bessel, list(radial_mlp), correlation, avg_num_neighbors))
+                                          num_bessel, list(radial_mlp), correlation, avg_num_neighbors, fused,
+                                          onehot=elements is not None))
             irreps_in = irreps_out
         self.layers = nn.ModuleList(layers)
 
