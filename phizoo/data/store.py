@@ -48,7 +48,7 @@ All keys live in LMDB's main database:
     the same transaction as the metadata, as the very last step of a conversion. A database
     without it is an interrupted conversion and is refused on open.
 
-``b"__progress__"``
+``b"!progress"``
     Only in the hidden ``.<name>.partial`` file of a conversion in progress: JSON with the
     conversion's fingerprint and the number of records already committed (used to resume).
 
@@ -75,7 +75,7 @@ SCHEMA_VERSION = 1
 
 META_KEY = b"__meta__"
 COMPLETE_KEY = b"__complete__"
-PROGRESS_KEY = b"__progress__"
+PROGRESS_KEY = b"!progress"  # sorts before the record keys, so records can be appended
 INDEX_KEY = b"__index__"
 SPLIT_PREFIX = b"__split__/"
 
@@ -445,12 +445,13 @@ class StoreWriter:
             self.flush()
         return arrays
 
-    def _commit(self, items: list[tuple[bytes, bytes]], delete: Iterable[bytes] = ()) -> None:
+    def _commit(self, items: list[tuple[bytes, bytes]], delete: Iterable[bytes] = (), append: bool = False) -> None:
         while True:
             try:
                 with self._env.begin(write=True) as txn:
                     for k, v in items:
-                        txn.put(k, v)
+                        # records arrive in key order: appending fills pages instead of splitting them
+                        txn.put(k, v, append=append and k[:1].isdigit())
                     for k in delete:
                         txn.delete(k)
                 return
@@ -461,7 +462,7 @@ class StoreWriter:
         if not self._batch:
             return
         progress = json.dumps({"fingerprint": self.fingerprint, "committed": self.count}).encode()
-        self._commit(self._batch + [(PROGRESS_KEY, progress)])
+        self._commit([(PROGRESS_KEY, progress)] + self._batch, append=True)
         self._batch, self._batch_bytes = [], 0
 
     def finalize(self, metadata: Mapping[str, Any], splits: Mapping[str, np.ndarray],
