@@ -97,6 +97,15 @@ class Source:
         return {}
 
 
+def check_limit(limit) -> int | None:
+    """``None`` or a positive int; ``DataError`` otherwise."""
+    if limit is None:
+        return None
+    if int(limit) < 1:
+        raise DataError(f"limit must be at least 1, got {limit}")
+    return int(limit)
+
+
 # ----------------------------------------------------------------------------------- splits
 
 
@@ -288,6 +297,11 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
     hashes = [{"path": str(p), "name": Path(p).name, "sha256": sha256_file(p), "size": Path(p).stat().st_size}
               for p in source.files()]
     fp = fingerprint(source, hashes, seed, {"train_subsets": sorted(set(map(int, train_subsets)))})
+    # splits depend only on n and the seed: computed (and checked) before anything is written
+    splits, policy = source.splits(n, seed)
+    if train_subsets:
+        splits.update(nested_subsets(splits["train"], train_subsets))
+    splits = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in splits.items()}
     with StoreWriter(dest, fp, overwrite=overwrite, resume=resume) as writer:
         summary = Summary()
         for i in range(writer.start):
@@ -304,10 +318,6 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
                 bar.update(1)
         finally:
             bar.close()
-        splits, policy = source.splits(n, seed)
-        if train_subsets:
-            splits.update(nested_subsets(splits["train"], train_subsets))
-        splits = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in splits.items()}
         refs = None
         if source.fit_references:
             refs = fit_references(summary, splits["train"])
@@ -327,8 +337,6 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "phizoo_version": __version__,
         }
-        if refs is None:
-            meta.setdefault("element_references_note", "not fitted: every structure has the same composition")
         index = {"natoms": np.asarray(summary.natoms, dtype=np.int32),
                  "energy": np.asarray(summary.energy, dtype=np.float64)}
         return writer.finalize(meta, splits, index)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .convert import Source, Structure, random_split, round_half_up
+from .convert import Source, Structure, check_limit, random_split, round_half_up
 from .errors import DataError, check_file
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
@@ -109,7 +109,8 @@ class MD22Source(Source):
             raise DataError(f"{self.path}: key 'z': unknown element(s) with atomic number "
                             f"{sorted(set(z[bad].tolist()))} at atom(s) {np.flatnonzero(bad)[:10].tolist()}")
         self.frames_in_file = n
-        self.n = n if limit is None else max(0, min(n, int(limit)))
+        limit = check_limit(limit)
+        self.n = n if limit is None else min(n, limit)
         self.z = z.astype(np.int64)
         self.R = R[: self.n]
         self.E = E.reshape(n)[: self.n]
@@ -194,6 +195,7 @@ class MD22Source(Source):
                            "note": "eV per kcal/mol = ase.units.kcal / ase.units.mol"},
             "frames_in_file": self.frames_in_file,
             "npz_name": self.source_name,
+            "element_references_note": "not fitted: every frame has the same composition",
         }
 
     def options(self) -> dict[str, Any]:

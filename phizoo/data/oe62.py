@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import Source, Structure, random_split, round_half_up, scaled_sizes
+from .convert import Source, Structure, check_limit, random_split, round_half_up, scaled_sizes
 from .errors import DataError, check_file
 
 OE62_TOTAL = 61489
@@ -87,8 +87,9 @@ class OE62Source(Source):
             raise DataError(f"{self.path}: missing column(s) {', '.join(map(repr, missing))} "
                             f"(found: {', '.join(map(str, df.columns[:20]))})")
         self.rows_in_file = len(df)
+        limit = check_limit(limit)
         if limit is not None:
-            df = df.iloc[: max(0, int(limit))]
+            df = df.iloc[:limit]
         self.n = len(df)
         self.labels = df.index.tolist()
         self.refcodes = df["refcode_csd"].astype(str).tolist()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .convert import Source, Structure, random_split, round_half_up, scaled_sizes
+from .convert import Source, Structure, check_limit, random_split, round_half_up, scaled_sizes
 from .errors import DataError, DataFileNotFoundError, check_file
 
 QM9_TOTAL = 130831
@@ -98,7 +98,7 @@ class QM9Source(Source):
         self.from_package = src is None or str(src) == "qm9pack"
         self.paths = qm9_files(src)
         self.train_size, self.val_size = train_size, val_size
-        remaining = None if limit is None else max(0, int(limit))
+        remaining = check_limit(limit)
         frames, self.rows = [], []  # rows: (file, row in file) per structure
         for path in self.paths:
             if remaining == 0:

@@ -379,13 +379,13 @@ class StoreWriter:
             self._lock.close()
             self._lock = None
             raise DataError(f"{self.dest}: another conversion is writing it right now ({self.partial})") from None
-        self.start = 0
+        self.start, self.fields = 0, None
         if self.partial.exists():
-            self.start = self._resumable_count() if resume else 0
+            if resume:
+                self.start, self.fields = self._resumable()
             if self.start == 0:
                 self._remove_partial()
         self.count = self.start
-        self.fields: tuple[str, ...] | None = None
         self._batch: list[tuple[bytes, bytes]] = []
         self._batch_bytes = 0
         try:
@@ -394,30 +394,28 @@ class StoreWriter:
         except lmdb.Error as err:
             self._release()
             raise DataError(f"{self.partial}: cannot create the database ({err})") from None
-        if self.start:
-            first = self.existing(0)
-            self.fields = tuple(sorted(k for k in first if k not in ("id", "meta")))
 
     # -- resume
-    def _resumable_count(self) -> int:
+    def _resumable(self) -> tuple[int, tuple[str, ...] | None]:
+        """(records committed, their arrays) of a partial file written with the same
+        fingerprint; (0, None) when it cannot be resumed."""
         try:
             env = lmdb.open(str(self.partial), subdir=False, readonly=True, lock=False)
         except lmdb.Error:
-            return 0
+            return 0, None
         try:
             with env.begin() as txn:
                 raw = txn.get(PROGRESS_KEY)
                 if raw is None:
-                    return 0
+                    return 0, None
                 prog = json.loads(bytes(raw))
-                if prog.get("fingerprint") != self.fingerprint:
-                    return 0
                 n = int(prog.get("committed", 0))
-                if n > 0 and txn.get(record_key(n - 1)) is None:
-                    return 0
-                return n
-        except (lmdb.Error, ValueError):
-            return 0
+                if prog.get("fingerprint") != self.fingerprint or n <= 0 or txn.get(record_key(n - 1)) is None:
+                    return 0, None
+                first = decode_record(txn.get(record_key(0)), self.partial, 0)
+                return n, tuple(sorted(k for k in first if k not in ("id", "meta")))
+        except (lmdb.Error, ValueError):  # DataError is a ValueError
+            return 0, None
         finally:
             env.close()
 

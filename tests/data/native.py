@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +121,3 @@ def qm9_csv(path: Path, rows: list[dict]) -> Path:
         for r in rows:
             w.writerow([r[c] for c in cols])
     return path
-
-
-def json_dump(obj) -> str:
-    return json.dumps(obj)

@@ -144,3 +144,8 @@ def test_empty_and_not_npz_files(tmp_path):
              F=np.array([None, None], dtype=object))
     with pytest.raises(DataError, match="key 'F' is unreadable"):
         convert_md22(obj, tmp_path / "x.lmdb", train_size=1)
+
+
+def test_limit_must_be_positive(tmp_path, md22_file):
+    with pytest.raises(DataError, match="limit must be at least 1"):
+        convert_md22(md22_file, tmp_path / "x.lmdb", limit=0)
