@@ -75,6 +75,135 @@ def _symmetric_nonzero(l1: int, l2: int, l_out: int) -> bool:
     return bool((c + c.transpose(0, 1)).abs().max() > 1e-9)
 
 
+class ChannelwiseTP(nn.Module):
+    r"""Fused evaluation of an e3nn ``"uuu"`` (channel-wise) ``o3.TensorProduct`` in irrep-major layout.
+
+    ``tp`` defines the function: ``out[n, l3 m3, k] = Σ_p c_p w[n, p, k] Σ_{m1 m2} C_p[m1, m2, m3]
+    x1[n, l1 m1, k] x2[n, l2 m2, k]`` (``w`` = 1 for unweighted paths; ``C`` = ``o3.wigner_3j``,
+    ``c_p`` = e3nn's ``path_weight``). Instead of e3nn's per-path outer products, paths are grouped so
+    that every group is one constant matrix times a slice of the (weighted) first input, a product
+    with the second input and a sum over ``m2``:
+
+    * unweighted (``tp`` without weights): groups = pairs of input irreps ``(i1, i2)``;
+      ``U = C_g @ x1[l1]`` with ``C_g[(m2, out), m1]``, then ``Σ_{m2} U * x2[l2]``.
+    * per-sample weights: ``V[(p, m1)] = w[p] x1[l1(p), m1]``; groups = ``(i2, i_out)``;
+      ``U = C_g @ V[rows of g]`` with ``C_g[(m2, m3), (p, m1)]``, then ``Σ_{m2} U * x2[l2]``.
+
+    Tensors: x1 [N, D1, K], x2 [N, D2, K], weight [N, weight_numel] (or None) -> [N, D_out, K].
+    """
+
+    def __init__(self, tp: o3.TensorProduct):
+        super().__init__()
+        if any(ins.connection_mode != "uuu" for ins in tp.instructions):
+            raise ValueError("ChannelwiseTP needs 'uuu' instructions")
+        self.weighted = any(ins.has_weight for ins in tp.instructions)
+        if self.weighted and not all(ins.has_weight for ins in tp.instructions):
+            raise ValueError("all instructions weighted or none")
+        self.K = tp.irreps_out[0].mul
+        self.num_paths = len(tp.instructions)
+        self.d_out = sum(ir.dim for _, ir in tp.irreps_out)
+        off1, off2, offo = _offsets(tp.irreps_in1), _offsets(tp.irreps_in2), _offsets(tp.irreps_out)
+        ir1 = [ir for _, ir in tp.irreps_in1]
+        ir2 = [ir for _, ir in tp.irreps_in2]
+        iro = [ir for _, ir in tp.irreps_out]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for p, ins in enumerate(tp.instructions):
+            key = (ins.i_in2, ins.i_out) if self.weighted else (ins.i_in1, ins.i_in2)
+            groups.setdefault(key, []).append(p)
+        self.groups: list[dict] = []
+        cols, ridx, mats = [], [], []
+        row = 0
+        for key, paths in groups.items():
+            outs = sorted({tp.instructions[p].i_out for p in paths})
+            out_idx = [j for io in outs for j in range(offo[io], offo[io] + iro[io].dim)]
+            pos = {io: sum(iro[o].dim for o in outs[:k]) for k, io in enumerate(outs)}
+            if self.weighted:  # matmul over the weighted rows (p, m1), product with x2
+                i2 = key[0]
+                n_in = sum(ir1[tp.instructions[p].i_in1].dim for p in paths)
+                gemm_in, mul_in = (row, row + n_in), (off2[i2], off2[i2] + ir2[i2].dim)
+                swap = False
+            else:  # matmul over the larger of the two input irreps, product with the smaller
+                i1, i2 = key
+                swap = ir1[i1].dim < ir2[i2].dim
+                n_in = ir2[i2].dim if swap else ir1[i1].dim
+                gemm_in = (off2[i2], off2[i2] + ir2[i2].dim) if swap else (off1[i1], off1[i1] + ir1[i1].dim)
+                mul_in = (off1[i1], off1[i1] + ir1[i1].dim) if swap else (off2[i2], off2[i2] + ir2[i2].dim)
+            d_mul = mul_in[1] - mul_in[0]
+            c = torch.zeros(d_mul, len(out_idx), n_in, dtype=torch.float64)
+            col = 0
+            for p in paths:
+                ins = tp.instructions[p]
+                l1, l2, l3 = ir1[ins.i_in1].l, ir2[ins.i_in2].l, iro[ins.i_out].l
+                w3j = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * ins.path_weight  # [d1, d2, d3]
+                d1, d3 = 2 * l1 + 1, 2 * l3 + 1
+                o0 = pos[ins.i_out]
+                if self.weighted:
+                    c[:, o0:o0 + d3, col:col + d1] += w3j.permute(1, 2, 0)
+                    cols += list(range(off1[ins.i_in1], off1[ins.i_in1] + d1))
+                    ridx += [p] * d1
+                    col += d1
+                elif swap:
+                    c[:, o0:o0 + d3, :] += w3j.permute(0, 2, 1)
+                else:
+                    c[:, o0:o0 + d3, :] += w3j.permute(1, 2, 0)
+            mats.append(c.reshape(d_mul * len(out_idx), n_in))
+            contiguous = out_idx == list(range(out_idx[0], out_idx[0] + len(out_idx)))
+            self.groups.append({"gemm_in": gemm_in, "mul_in": mul_in, "swap": swap, "n_out": len(out_idx),
+                                "d_mul": d_mul, "range": (out_idx[0], out_idx[0] + len(out_idx)) if contiguous else None})
+            self.register_buffer(f"out_idx_{len(self.groups) - 1}", torch.tensor(out_idx, dtype=torch.long),
+                                 persistent=False)
+            row += n_in if self.weighted else 0
+        # outputs assembled by concatenation when the groups' output ranges are contiguous and either
+        # identical (summed) or disjoint; otherwise by index_add
+        ranges = sorted({g["range"] for g in self.groups}) if all(g["range"] for g in self.groups) else None
+        if ranges and all(r1[1] <= r2[0] for r1, r2 in zip(ranges[:-1], ranges[1:])):
+            self.ranges = ranges
+        else:
+            self.ranges = None
+        self._mats64 = mats  # exact master copies; buffers follow the module dtype
+        for g, m in enumerate(mats):
+            self.register_buffer(f"mat_{g}", m.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("cols", torch.tensor(cols, dtype=torch.long), persistent=False)
+        self.register_buffer("ridx", torch.tensor(ridx, dtype=torch.long), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for g, m in enumerate(self._mats64):
+            ref = getattr(self, f"mat_{g}")
+            setattr(self, f"mat_{g}", m.to(device=ref.device, dtype=ref.dtype))
+        return self
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        N, K = x1.shape[0], self.K
+        if self.weighted:
+            x1 = x1.index_select(1, self.cols) * weight.view(N, self.num_paths, K).index_select(1, self.ridx)
+        contrib = []
+        for g, grp in enumerate(self.groups):
+            src_g, src_m = (x2, x1) if grp["swap"] else (x1, x2)
+            a, b = grp["gemm_in"]
+            u = torch.matmul(getattr(self, f"mat_{g}"), src_g[:, a:b])  # [N, d_mul * n_out, K]
+            a2, b2 = grp["mul_in"]
+            contrib.append((u.view(N, grp["d_mul"], grp["n_out"], K) * src_m[:, a2:b2].unsqueeze(2)).sum(1))
+        if self.ranges is None:
+            out = x1.new_zeros(N, self.d_out, K)
+            for g, u in enumerate(contrib):
+                out = out.index_add(1, getattr(self, f"out_idx_{g}"), u)
+            return out
+        sums: dict[tuple[int, int], torch.Tensor] = {}
+        for grp, u in zip(self.groups, contrib):
+            r = grp["range"]
+            sums[r] = sums[r] + u if r in sums else u
+        pieces, end = [], 0
+        for r in self.ranges:
+            if r[0] > end:
+                pieces.append(x1.new_zeros(N, r[0] - end, K))
+            pieces.append(sums[r])
+            end = r[1]
+        if end < self.d_out:
+            pieces.append(x1.new_zeros(N, self.d_out - end, K))
+        return torch.cat(pieces, dim=1)
+
+
 class SymmetricProductBasis(nn.Module):
     r"""MACE's product basis ``Σ_ν Σ_η w^{z}_{kνη} B^{(ν)}_{kη}`` from e3nn tensor products.
 
@@ -109,8 +238,9 @@ class SymmetricProductBasis(nn.Module):
     """
 
     def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, attr_dim: int,
-                 onehot: bool = False):
+                 onehot: bool = False, fused: bool = True):
         super().__init__()
+        self.fused = fused
         if correlation < 1:
             raise ValueError(f"correlation must be >= 1, got {correlation}")
         irreps_a, irreps_out = o3.Irreps(irreps_a), o3.Irreps(irreps_out)
@@ -197,6 +327,9 @@ class SymmetricProductBasis(nn.Module):
         # like e3nn's internal weights; a learned N(0, 1) embedding of width d: rows N(0, 1/d).
         scale = 1.0 if onehot else 1.0 / math.sqrt(attr_dim)
         self.weight = nn.Parameter(torch.randn(attr_dim, self.final.weight_numel) * scale)
+        # fused evaluation of the same tensor products (see ChannelwiseTP); fused=False calls e3nn's
+        self.fused_stages = nn.ModuleList(ChannelwiseTP(tp) for tp in self.stages)
+        self.fused_final = ChannelwiseTP(self.final)
 
     @property
     def num_paths(self) -> dict[int, int]:
@@ -207,14 +340,26 @@ class SymmetricProductBasis(nn.Module):
         return out
 
     def forward(self, a: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
-        parts = [a.new_ones(a.shape[0], self.K)]
+        """a [N, K x irreps_a] (e3nn layout), attr [N, attr_dim] -> [N, K x irreps_out] (e3nn layout)."""
+        weight = attr @ self.weight
+        if not self.fused:
+            parts = [a.new_ones(a.shape[0], self.K)]
+            if self.correlation >= 2:
+                parts.append(a)
+            t = a
+            for stage in self.stages:
+                t = stage(t, a)
+                parts.append(t)
+            return self.final(torch.cat(parts, dim=-1), a, weight)
+        x = to_ir_mul(a, self.irreps_a)
+        parts = [x.new_ones(x.shape[0], 1, self.K)]
         if self.correlation >= 2:
-            parts.append(a)
-        t = a
-        for stage in self.stages:
-            t = stage(t, a)
+            parts.append(x)
+        t = x
+        for stage in self.fused_stages:
+            t = stage(t, x)
             parts.append(t)
-        return self.final(torch.cat(parts, dim=-1), a, attr @ self.weight)
+        return from_ir_mul(self.fused_final(torch.cat(parts, dim=1), x, weight), self.irreps_out)
 
 
 class EdgeTensorProduct(nn.Module):
@@ -328,7 +473,8 @@ class MACEInteraction(nn.Module):
         self.conv = EdgeTensorProduct(irreps_in, irreps_sh, irreps_a, fused=fused)
         self.radial = FullyConnectedNet([num_bessel, *radial_mlp, self.conv.weight_numel], torch.nn.functional.silu)
         self.linear_a = o3.Linear(irreps_a, irreps_a)
-        self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim, onehot=onehot)
+        self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim, onehot=onehot,
+                                             fused=fused)
         self.linear_out = o3.Linear(irreps_out, irreps_out)
 
     def forward(self, h, attr, edge_sh, edge_radial, src, dst):
