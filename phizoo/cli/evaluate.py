@@ -26,6 +26,7 @@ def register(sub) -> None:
     lb.add_argument("--batch-size", type=int, default=32)
     lb.add_argument("--device", default="cpu")
     lb.add_argument("--repeats", type=int, default=1, help="timed passes over the split per model")
+    lb.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     lb.set_defaults(func=run_leaderboard)
 
 
@@ -76,7 +77,8 @@ def run_leaderboard(args) -> int:
         raise ValueError(f"--names has {len(args.names)} entries for {len(args.models)} models")
     dataset = open_dataset(args.data)
     rows = leaderboard(args.models, dataset, split=args.split, batch_size=args.batch_size, device=args.device,
-                       output_dir=args.output, names=args.names, repeats=args.repeats)
+                       output_dir=args.output, names=args.names, repeats=args.repeats,
+                       memory=not args.no_memory)
     print(markdown_table(rows), end="")
     print(f"written: {Path(args.output) / 'leaderboard.md'}, .csv, .json, .png")
     return 0

@@ -5,8 +5,11 @@ force MAE (meV/Å), inference time per structure (ms, energy + forces, batches p
 on the device, after one warm-up batch) and peak memory of that timed pass:
 
 * CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the pass;
-* CPU: peak resident set size above the RSS before the pass (psutil, sampled every ms,
-  after ``malloc_trim``). RSS is a process-level measure: treat CPU numbers as approximate.
+* CPU: peak resident set size above the RSS before the pass (psutil, sampled every ms). On
+  glibc the allocator is switched, for that pass, to mmap every block of 64 KiB or more and
+  the free heap is trimmed first, so RSS follows the live tensors; otherwise memory cached
+  from earlier models is reused invisibly (measured: the same model read 39 then 59 MB).
+  Repeated measurements of one model agree within a few MB; small models stay approximate.
 """
 from __future__ import annotations
 
@@ -61,17 +64,10 @@ def model_label(model, ref: str | Path | None = None) -> str:
     return base
 
 
-def _malloc_trim() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except Exception:  # not glibc
-        pass
-
-
 class _RssPeak:
     """Peak RSS (bytes) of this process while the context is open, sampled in a thread."""
 
-    def __init__(self, interval: float = 0.001):
+    def __init__(self, interval: float = 0.0005):
         import psutil
 
         self.proc = psutil.Process()
@@ -97,54 +93,97 @@ class _RssPeak:
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
+def _run_batches(model, batches, forces: bool) -> None:
+    for b in batches:
+        with torch.set_grad_enabled(forces):
+            model(b, compute_forces=forces, create_graph=False)
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def _glibc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018  (both exist: glibc)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+class _ExactRss:
+    """Make the RSS follow live allocations while measuring (glibc): blocks ≥ 64 KiB are
+    mmap-ed and unmapped on free, and free heap pages are returned first (``malloc_trim``).
+    Without this, memory the allocator kept from earlier models or passes is reused
+    invisibly and the peak depends on what ran before. Afterwards the mmap threshold is set
+    to 32 MiB (glibc's dynamic maximum)."""
+
+    def __init__(self):
+        self.libc = _glibc()
+
+    def __enter__(self):
+        if self.libc is not None:
+            self.libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+            gc.collect()
+            self.libc.malloc_trim(0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.libc is not None:
+            self.libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+
+
 def time_and_memory(model, dataset, indices: Sequence[int], batch_size: int = 32,
-                    device: str | torch.device = "cpu", forces: bool = True, repeats: int = 1) -> dict[str, Any]:
-    """Inference ms per structure (energy + forces) and peak memory (MB) over ``indices``."""
+                    device: str | torch.device = "cpu", forces: bool = True, repeats: int = 1,
+                    memory: bool = True) -> dict[str, Any]:
+    """Inference ms per structure and peak memory (MB) of a pass over ``indices``.
+
+    Timing: batches pre-collated on the device, one warm-up batch, then ``repeats`` timed passes.
+    Memory (a separate, untimed pass): CUDA ``max_memory_allocated`` above the memory held
+    before the pass; CPU peak RSS above the RSS before the pass, sampled every ms, with the
+    allocator set up so that RSS tracks live allocations (``_ExactRss``).
+    """
     device = torch.device(device)
     model.eval()
     batches = [collate([dataset[int(indices[i])] for i in b]).to(device) for b in chunk(range(len(indices)), batch_size)]
     if not batches:
         return {"inference_ms_per_structure": None, "peak_memory_MB": None, "memory_method": None}
-
-    def run(b):
-        with torch.set_grad_enabled(forces):
-            out = model(b, compute_forces=forces, create_graph=False)
-        return out["energy"]
-
-    run(batches[0])  # warm-up (allocator, lazy init)
     cuda = device.type == "cuda"
-    gc.collect()
+    _run_batches(model, batches[:1], forces)  # warm-up (allocator, lazy init)
     if cuda:
         torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        meter = None
-    else:
-        _malloc_trim()
-        meter = _RssPeak().__enter__()
     t0 = time.perf_counter()
     for _ in range(max(int(repeats), 1)):
-        for b in batches:
-            run(b)
+        _run_batches(model, batches, forces)
     if cuda:
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
+    out: dict[str, Any] = {"inference_ms_per_structure": 1000.0 * elapsed / (len(indices) * max(int(repeats), 1)),
+                           "peak_memory_MB": None, "memory_method": None}
+    if not memory:
+        return out
+    gc.collect()
     if cuda:
-        peak = torch.cuda.max_memory_allocated(device) - base
-        method = "cuda max_memory_allocated"
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        _run_batches(model, batches, forces)
+        torch.cuda.synchronize(device)
+        peak, method = torch.cuda.max_memory_allocated(device) - base, "cuda max_memory_allocated"
     else:
-        meter.__exit__(None, None, None)
+        with _ExactRss() as exact, _RssPeak() as meter:
+            _run_batches(model, batches, forces)
         peak = meter.peak - meter.base
-        method = "cpu peak RSS delta"
-    n = len(indices) * max(int(repeats), 1)
-    return {"inference_ms_per_structure": 1000.0 * elapsed / n, "peak_memory_MB": peak / 2**20,
-            "memory_method": method}
+        method = "cpu peak RSS increase" + ("" if exact.libc is not None else " (approximate: not glibc)")
+    out["peak_memory_MB"] = peak / 2**20
+    out["memory_method"] = method
+    return out
 
 
 def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | None = None, split: str = "test",
                 batch_size: int = 32, device: str | torch.device = "cpu", output_dir: str | Path | None = None,
                 names: Sequence[str] | None = None, repeats: int = 1, title: str | None = None,
-                progress: bool = False) -> list[dict[str, Any]]:
+                progress: bool = False, memory: bool = True) -> list[dict[str, Any]]:
     """Evaluate every checkpoint on the same structures; returns one dict per model (``COLUMNS``).
 
     Args:
@@ -153,6 +192,7 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
         indices: the structures (default: ``split`` of the dataset's stored splits).
         output_dir: if given, writes ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json``,
             ``leaderboard.png``.
+        memory: measure peak memory (an extra, untimed pass per model; see ``time_and_memory``).
     """
     from ..train.data import split_indices
 
@@ -171,7 +211,8 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
         label = names[i] if names else (label or model_label(model))
         metrics = evaluate(model, dataset, indices, batch_size=batch_size, device=device, progress=progress)
         forces = metrics.get("n_force_components", 0) > 0
-        perf = time_and_memory(model, dataset, indices, batch_size, device, forces=forces, repeats=repeats)
+        perf = time_and_memory(model, dataset, indices, batch_size, device, forces=forces, repeats=repeats,
+                               memory=memory)
         spec = getattr(model, "spec", {}) or {}
         rows.append({
             "model": label, "phi": bool(spec.get("phi", getattr(model, "phi", None) is not None)),
@@ -222,7 +263,8 @@ def write_leaderboard(rows: Sequence[dict], output_dir: str | Path, title: str =
              "png": out / "leaderboard.png"}
     methods = sorted({r["memory_method"] for r in rows if r.get("memory_method")})
     note = ("\nPlain MAE/RMSE against the stored total energies (element references of each model "
-            "included), forces per component. Timing: energy + forces, after one warm-up batch. "
+            "included), forces per component. Timing: energy (+ forces where the data has them), "
+            "after one warm-up batch. "
             f"Memory: {', '.join(methods) or 'n/a'}.\n")
     paths["markdown"].write_text(f"# {title}\n\n" + markdown_table(rows) + note)
     with open(paths["csv"], "w", newline="") as fh:

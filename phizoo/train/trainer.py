@@ -559,8 +559,14 @@ class Trainer:
         self._write_metrics()
         self.save_state()
         if self.is_main and cfg["progress"]:
-            shown = {k: row[k] for k in ("train_loss", "val_energy_mae", "val_forces_mae", monitor) if k in row}
-            self._log(f"epoch {self.epoch}: " + ", ".join(f"{k}={v:.5g}" for k, v in shown.items()))
+            parts = [f"train loss {row['train_loss']:.4g}"] if "train_loss" in row else []
+            if "val_energy_mae" in row:
+                parts.append(f"val energy MAE {1000 * row['val_energy_mae']:.4g} meV")
+            if "val_forces_mae" in row:
+                parts.append(f"force MAE {1000 * row['val_forces_mae']:.4g} meV/Å")
+            if validate:
+                parts.append(f"{monitor} {row[monitor]:.5g}{' (best)' if self.best['epoch'] == self.epoch else ''}")
+            self._log(f"epoch {self.epoch}/{cfg['epochs']}: " + ", ".join(parts))
 
     def _finish(self) -> dict[str, Any]:
         from ..eval.metrics import to_mev
