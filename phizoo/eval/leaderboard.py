@@ -1,27 +1,29 @@
 """Leaderboard: every checkpoint evaluated on the same split of the same data.
 
 Columns: model, Φ or not, parameters, energy MAE/RMSE (meV, per molecule and per atom),
-force MAE (meV/Å), inference time per structure (ms, energy + forces, batches pre-collated
-on the device, after one warm-up batch) and peak memory of that timed pass:
+force MAE (meV/Å), inference time per structure (ms: energy, plus forces where the data has
+them; batches pre-collated on the device, median of timed passes after an untimed one) and peak memory of a
+separate pass, as tensor memory allocated above what was held before the pass:
 
-* CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the pass;
-* CPU: peak resident set size above the RSS before the pass (psutil, sampled every ms). On
-  glibc the allocator is switched, for that pass, to mmap every block of 64 KiB or more and
-  the free heap is trimmed first, so RSS follows the live tensors; otherwise memory cached
-  from earlier models is reused invisibly (measured: the same model read 39 then 59 MB).
-  Repeated measurements of one model agree within a few MB; small models stay approximate.
+* CUDA: ``torch.cuda.max_memory_allocated``;
+* CPU: the torch profiler's allocation and free events, ordered in time and summed
+  (``cpu_peak_allocated``). Exact and repeatable for tensor memory. Process RSS was tried
+  first and rejected: memory the allocator keeps from earlier models is reused without
+  showing up, so the same model read 39 MB, then 59 MB, in one process.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
-import ctypes
 import gc
 import json
-import threading
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ..pretrained import CheckpointError, available_pretrained, load_checkpoint, manifest_path
@@ -64,73 +66,68 @@ def model_label(model, ref: str | Path | None = None) -> str:
     return base
 
 
-class _RssPeak:
-    """Peak RSS (bytes) of this process while the context is open, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.0005):
-        import psutil
-
-        self.proc = psutil.Process()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.base = self.proc.memory_info().rss
-        self.peak = self.base
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
 def _run_batches(model, batches, forces: bool) -> None:
     for b in batches:
         with torch.set_grad_enabled(forces):
             model(b, compute_forces=forces, create_graph=False)
 
 
-_M_MMAP_THRESHOLD = -3
-
-
-def _glibc():
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines)."""
     try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def steady_allocator() -> bool:
+    """Fix glibc's malloc thresholds for the rest of the process (mmap above 32 MiB, keep up
+    to 512 MiB of free heap). With the default, adaptive thresholds a fresh process keeps
+    mapping and unmapping tensor memory and pays a page fault per touched page; on the test
+    VM that made the same model's inference 1.0 ms/structure early in a process and 0.45 ms
+    later. Fixed thresholds make timings independent of what ran before. Returns whether it
+    applied (glibc only)."""
+    try:
+        import ctypes
+
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018  (both exist: glibc)
-        return libc
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+        return bool(ok and libc.mallopt(_M_TRIM_THRESHOLD, 512 << 20) == 1)
     except (OSError, AttributeError):
-        return None
+        return False
 
 
-class _ExactRss:
-    """Make the RSS follow live allocations while measuring (glibc): blocks ≥ 64 KiB are
-    mmap-ed and unmapped on free, and free heap pages are returned first (``malloc_trim``).
-    Without this, memory the allocator kept from earlier models or passes is reused
-    invisibly and the peak depends on what ran before. Afterwards the mmap threshold is set
-    to 32 MiB (glibc's dynamic maximum)."""
+def cpu_peak_allocated(fn) -> int:
+    """Peak bytes of CPU tensor memory allocated while ``fn()`` runs, above the amount at its
+    start: the allocation/free events of the torch profiler, ordered in time and summed.
+    The CPU counterpart of ``torch.cuda.max_memory_allocated`` (tensor memory only; not the
+    interpreter, libraries or allocator caches)."""
+    from torch.profiler import ProfilerActivity, profile
 
-    def __init__(self):
-        self.libc = _glibc()
-
-    def __enter__(self):
-        if self.libc is not None:
-            self.libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
-            gc.collect()
-            self.libc.malloc_trim(0)
-        return self
-
-    def __exit__(self, *exc):
-        if self.libc is not None:
-            self.libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    level = peak = 0
+    for e in events:
+        if str(e.device_type()).upper().endswith("CPU"):
+            level += e.nbytes()
+            peak = max(peak, level)
+    return peak
 
 
 def time_and_memory(model, dataset, indices: Sequence[int], batch_size: int = 32,
@@ -138,10 +135,11 @@ def time_and_memory(model, dataset, indices: Sequence[int], batch_size: int = 32
                     memory: bool = True) -> dict[str, Any]:
     """Inference ms per structure and peak memory (MB) of a pass over ``indices``.
 
-    Timing: batches pre-collated on the device, one warm-up batch, then ``repeats`` timed passes.
-    Memory (a separate, untimed pass): CUDA ``max_memory_allocated`` above the memory held
-    before the pass; CPU peak RSS above the RSS before the pass, sampled every ms, with the
-    allocator set up so that RSS tracks live allocations (``_ExactRss``).
+    Timing: batches pre-collated on the device, one untimed warm-up pass (the allocator of a
+    fresh process is several times slower until it has seen the batch sizes), then the median
+    of ``repeats`` timed passes.
+    Memory (a separate, untimed pass): peak tensor memory above what was allocated before the
+    pass: CUDA ``max_memory_allocated``, CPU the profiler's allocation events (``cpu_peak_allocated``).
     """
     device = torch.device(device)
     model.eval()
@@ -149,32 +147,30 @@ def time_and_memory(model, dataset, indices: Sequence[int], batch_size: int = 32
     if not batches:
         return {"inference_ms_per_structure": None, "peak_memory_MB": None, "memory_method": None}
     cuda = device.type == "cuda"
-    _run_batches(model, batches[:1], forces)  # warm-up (allocator, lazy init)
-    if cuda:
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(max(int(repeats), 1)):
+    times = []
+    for _ in range(1 + max(int(repeats), 1)):  # the first pass warms up (lazy init, allocator) and is not timed
+        if cuda:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         _run_batches(model, batches, forces)
-    if cuda:
-        torch.cuda.synchronize(device)
-    elapsed = time.perf_counter() - t0
-    out: dict[str, Any] = {"inference_ms_per_structure": 1000.0 * elapsed / (len(indices) * max(int(repeats), 1)),
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    elapsed = float(np.median(times[1:]))
+    out: dict[str, Any] = {"inference_ms_per_structure": 1000.0 * elapsed / len(indices),
                            "peak_memory_MB": None, "memory_method": None}
     if not memory:
         return out
     gc.collect()
     if cuda:
-        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         _run_batches(model, batches, forces)
         torch.cuda.synchronize(device)
         peak, method = torch.cuda.max_memory_allocated(device) - base, "cuda max_memory_allocated"
     else:
-        with _ExactRss() as exact, _RssPeak() as meter:
-            _run_batches(model, batches, forces)
-        peak = meter.peak - meter.base
-        method = "cpu peak RSS increase" + ("" if exact.libc is not None else " (approximate: not glibc)")
+        peak = cpu_peak_allocated(lambda: _run_batches(model, batches, forces))
+        method = "cpu tensor allocations (torch profiler)"
     out["peak_memory_MB"] = peak / 2**20
     out["memory_method"] = method
     return out
@@ -183,7 +179,7 @@ def time_and_memory(model, dataset, indices: Sequence[int], batch_size: int = 32
 def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | None = None, split: str = "test",
                 batch_size: int = 32, device: str | torch.device = "cpu", output_dir: str | Path | None = None,
                 names: Sequence[str] | None = None, repeats: int = 1, title: str | None = None,
-                progress: bool = False, memory: bool = True) -> list[dict[str, Any]]:
+                progress: bool = False, memory: bool = True, fix_allocator: bool = True) -> list[dict[str, Any]]:
     """Evaluate every checkpoint on the same structures; returns one dict per model (``COLUMNS``).
 
     Args:
@@ -193,6 +189,8 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
         output_dir: if given, writes ``leaderboard.md``, ``leaderboard.csv``, ``leaderboard.json``,
             ``leaderboard.png``.
         memory: measure peak memory (an extra, untimed pass per model; see ``time_and_memory``).
+        fix_allocator: on CPU, call ``steady_allocator()`` first (changes glibc malloc settings for
+            the rest of the process) so that timings do not depend on what ran before.
     """
     from ..train.data import split_indices
 
@@ -201,6 +199,8 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
     indices = [int(i) for i in indices]
     if not indices:
         raise ValueError(f"split {split!r} is empty")
+    if fix_allocator and torch.device(device).type == "cpu":
+        steady_allocator()
     rows: list[dict[str, Any]] = []
     for i, ref in enumerate(checkpoints):
         if isinstance(ref, torch.nn.Module):
@@ -264,7 +264,7 @@ def write_leaderboard(rows: Sequence[dict], output_dir: str | Path, title: str =
     methods = sorted({r["memory_method"] for r in rows if r.get("memory_method")})
     note = ("\nPlain MAE/RMSE against the stored total energies (element references of each model "
             "included), forces per component. Timing: energy (+ forces where the data has them), "
-            "after one warm-up batch. "
+            "median of timed passes after an untimed warm-up pass. "
             f"Memory: {', '.join(methods) or 'n/a'}.\n")
     paths["markdown"].write_text(f"# {title}\n\n" + markdown_table(rows) + note)
     with open(paths["csv"], "w", newline="") as fh:
