@@ -89,8 +89,13 @@ def _check_output(out: Path, resume: bool) -> None:
 
 def _print_summary(summary: dict, out: Path) -> None:
     val, test = summary.get("val", {}), summary.get("test")
-    print(f"best epoch {summary['best_epoch']} ({summary['monitor']} = {summary['best_value']:.6g}); "
-          f"checkpoint {out / 'best'}")
+    monitor, value = summary["monitor"], summary["best_value"]
+    shown = f"{value:.6g}"
+    if monitor.endswith(("_mae", "_rmse")) and "energy" in monitor:
+        shown = f"{1000 * value:.4g} meV" + ("/atom" if "per_atom" in monitor else "")
+    elif monitor.endswith(("_mae", "_rmse")) and "forces" in monitor:
+        shown = f"{1000 * value:.4g} meV/Å"
+    print(f"best epoch {summary['best_epoch']} ({monitor} = {shown}); checkpoint {out / 'best'}")
     for name, m in (("val", val), ("test", test)):
         if m:
             keys = [k for k in ("energy_mae_meV", "energy_mae_meV_per_atom", "forces_mae_meV_per_A") if k in m]

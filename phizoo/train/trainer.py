@@ -206,13 +206,15 @@ class Trainer:
             to simulate a crash).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         dataset_info: recorded in the checkpoint card (name, path, ...).
-        fit_references: override ``config.references.fit`` (fine-tuning keeps references).
+        verbose: print one line per epoch (rank 0); ``config["progress"]`` controls the progress bars.
     """
 
     def __init__(self, model, dataset, splits: dict[str, Sequence[int]], config: dict | None = None,
                  output_dir: str | Path | None = None, callbacks: Sequence[Callable] = (),
-                 device: str | torch.device | None = None, dataset_info: dict | None = None):
+                 device: str | torch.device | None = None, dataset_info: dict | None = None,
+                 verbose: bool = True):
         self.cfg = make_config(config)
+        self.verbose = verbose
         self.dist, self.device = D.setup(device)
         self.dataset = dataset
         if "train" not in splits or "val" not in splits:
@@ -249,7 +251,7 @@ class Trainer:
         return self.dist.is_main
 
     def _log(self, msg: str) -> None:
-        if self.is_main and self.cfg["progress"]:
+        if self.is_main and self.verbose:
             print(msg, flush=True)
 
     def _weights(self) -> dict:
@@ -558,14 +560,16 @@ class Trainer:
                     self._tb.add_scalar(k, v, self.epoch)
         self._write_metrics()
         self.save_state()
-        if self.is_main and cfg["progress"]:
+        if self.is_main and self.verbose:
             parts = [f"train loss {row['train_loss']:.4g}"] if "train_loss" in row else []
             if "val_energy_mae" in row:
                 parts.append(f"val energy MAE {1000 * row['val_energy_mae']:.4g} meV")
             if "val_forces_mae" in row:
                 parts.append(f"force MAE {1000 * row['val_forces_mae']:.4g} meV/Å")
-            if validate:
-                parts.append(f"{monitor} {row[monitor]:.5g}{' (best)' if self.best['epoch'] == self.epoch else ''}")
+            if validate and monitor not in ("val_energy_mae", "val_forces_mae"):
+                parts.append(f"{monitor} {row[monitor]:.5g}")
+            if validate and self.best["epoch"] == self.epoch:
+                parts[-1] += " (best)"
             self._log(f"epoch {self.epoch}/{cfg['epochs']}: " + ", ".join(parts))
 
     def _finish(self) -> dict[str, Any]:
