@@ -105,7 +105,6 @@ def mace_worker(infile: str) -> None:
     torch.serialization.add_safe_globals([slice])
     from e3nn import o3
     from mace import modules
-    from mace.tools.scatter import scatter_sum  # noqa: F401  (import check)
 
     d = np.load(infile, allow_pickle=False)
     cfg = json.loads(str(d["config"]))

@@ -39,6 +39,11 @@ embedding of every Z (a rank-``element_dim`` factorisation of the per-element we
 Readout (in ``Potential``): ``features`` = the scalars of every layer concatenated (mace-torch
 sums one readout per layer; an MLP on the concatenation contains that), ``layer_features`` =
 each layer's scalars, for the Φ-Module.
+
+Evaluation: the e3nn tensor products define the functions; by default (``fused=True``) they are
+evaluated by :class:`EdgeTensorProduct` and :class:`ChannelwiseTP` in a cheaper order, with
+e3nn's Clebsch-Gordan tensors and path weights, in an irrep-major layout ``[N, Σ(2l+1), K]``
+(equal to e3nn's result to rounding; tests/models/test_mace.py). See docs/readme/mace.md.
 """
 from __future__ import annotations
 
@@ -149,7 +154,8 @@ class ChannelwiseTP(nn.Module):
             mats.append(c.reshape(d_mul * len(out_idx), n_in))
             contiguous = out_idx == list(range(out_idx[0], out_idx[0] + len(out_idx)))
             self.groups.append({"gemm_in": gemm_in, "mul_in": mul_in, "swap": swap, "n_out": len(out_idx),
-                                "d_mul": d_mul, "range": (out_idx[0], out_idx[0] + len(out_idx)) if contiguous else None})
+                                "d_mul": d_mul,
+                                "range": (out_idx[0], out_idx[0] + len(out_idx)) if contiguous else None})
             self.register_buffer(f"out_idx_{len(self.groups) - 1}", torch.tensor(out_idx, dtype=torch.long),
                                  persistent=False)
             row += n_in if self.weighted else 0
@@ -449,7 +455,8 @@ def _offsets(irreps: o3.Irreps) -> list[int]:
 def to_ir_mul(x: torch.Tensor, irreps: o3.Irreps) -> torch.Tensor:
     """e3nn layout [..., Σ_i K (2l_i+1)] -> irrep-major [..., Σ_i (2l_i+1), K] (all multiplicities K)."""
     K = irreps[0].mul
-    parts = [x[..., s].reshape(*x.shape[:-1], K, ir.dim).transpose(-1, -2) for s, (_, ir) in zip(irreps.slices(), irreps)]
+    parts = [x[..., s].reshape(*x.shape[:-1], K, ir.dim).transpose(-1, -2)
+             for s, (_, ir) in zip(irreps.slices(), irreps)]
     return torch.cat(parts, dim=-2)
 
 
