@@ -56,11 +56,11 @@ def setup(device: str | torch.device | None = None) -> tuple[DistInfo, torch.dev
         dist.init_process_group(backend=backend)
         info.rank, info.world_size = dist.get_rank(), dist.get_world_size()
         info.initialized_here = True
-    if use_cuda:
-        dev = torch.device("cuda", info.local_rank if info.enabled else (want.index or 0) if want else 0)
-    else:
-        dev = torch.device("cpu")
-    return info, dev
+    if not use_cuda:
+        return info, torch.device("cpu")
+    if info.enabled:
+        return info, torch.device("cuda", info.local_rank)
+    return info, torch.device("cuda", want.index if want is not None and want.index is not None else 0)
 
 
 def teardown(info: DistInfo) -> None:
