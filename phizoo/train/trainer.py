@@ -21,6 +21,7 @@
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -244,6 +245,8 @@ class Trainer:
         self.ema: EMA | None = None
         self._tb = None
         self._forces: bool | None = None
+        self._best_state: dict | None = None
+        self.best_model = None
 
     # ---------------------------------------------------------- set-up
     @property
@@ -553,6 +556,9 @@ class Trainer:
             if value < self.best["value"]:
                 self.best = {"value": value, "epoch": self.epoch}
                 self._save_model("best", {"val": _metrics_for_card(row)})
+                if self.output_dir is None:  # nothing on disk: keep the selected weights in memory
+                    self._best_state = {k: v.detach().to("cpu", copy=True)
+                                        for k, v in self.ema.module.state_dict().items()}
             self._save_model("last", {"val": _metrics_for_card(row)})
         if self._tb is not None:
             for k, v in row.items():
@@ -581,8 +587,11 @@ class Trainer:
                                    "time_s": self.elapsed, "history": self.history}
         best_row = next((r for r in self.history if r["epoch"] == self.best["epoch"]), None)
         summary["val"] = to_mev({k[4:]: v for k, v in (best_row or {}).items() if k.startswith("val_")})
-        # the selected model: the best EMA weights (loaded back from disk when written there)
+        # the selected model: the best EMA weights (from disk when written there, else kept in memory)
         best_model = self.ema.module
+        if self._best_state is not None:
+            best_model = copy.deepcopy(self.ema.module)
+            best_model.load_state_dict(self._best_state)
         if self.output_dir is not None:
             D.barrier(self.dist)
             best_path = self.output_dir / "best.json"

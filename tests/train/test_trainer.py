@@ -185,3 +185,26 @@ def test_config_overrides_and_unknown_keys(tmp_path):
     for name in ("painn-qm9", "painn-md22"):
         c = load_config(repo_root() / "zoo_configs" / f"{name}.yaml")
         assert c["model"]["name"] == "painn" and c["model"]["phi"] is True and c["seed"] == 42
+
+
+def test_selected_model_is_the_best_validation_epoch_without_output_dir(data):
+    """No files: the returned model is still the best validation epoch, not the last one."""
+    items, sp = data
+    small = {"train": sp["train"][:32], "val": sp["val"][:16]}
+    cfg = {"epochs": 2, "batch_size": 8, "optimizer": {"lr": 1e-3}, "ema": {"enabled": False},
+           "monitor": "val_energy_mae", "progress": False}
+    snapshot = {}
+
+    def sabotage(trainer):
+        if trainer.step == 4:  # last step of epoch 1: remember what is validated
+            snapshot.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        if trainer.step == 8:  # last step of epoch 2: ruin the weights
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(0.2 * torch.randn_like(p))
+            trainer.ema.copy_from(trainer.model)
+
+    tr = Trainer(_model(False), items, small, cfg, callbacks=[sabotage], verbose=False)
+    summary = tr.fit()
+    assert summary["best_epoch"] == 1 and tr.history[1]["val_energy_mae"] > tr.history[0]["val_energy_mae"]
+    assert _weights_equal(tr.best_model.state_dict(), snapshot) == 0.0
