@@ -1,6 +1,6 @@
 """Training, fine-tuning and the pieces they are made of.
 
-``Trainer`` (trainer.py), ``finetune`` (finetune.py), ``train_from_config`` (below),
+``Trainer`` (trainer.py), ``finetune.finetune`` (also ``phizoo.finetune``), ``train_from_config`` (below),
 configuration (config.py), losses, EMA, element references, DDP helpers and data adapters.
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import load_config, make_config  # noqa: F401
-from .finetune import finetune  # noqa: F401  (the function shadows the submodule name on purpose)
 from .trainer import Trainer, TrainingInterrupted, load_trainer_state  # noqa: F401
 
 
