@@ -16,13 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from .io import atomic_write
 from .registry import build_from_spec, repo_root
 
 FORMAT = "phizoo-checkpoint/1"
@@ -39,17 +39,6 @@ def sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _stem(path: str | Path) -> Path:
@@ -75,8 +64,8 @@ def save_checkpoint(model, path: str | Path, **card: Any) -> dict[str, str]:
         "num_parameters": model.num_parameters(),
         **card,
     }
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
-    _atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n"))
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n"))
     return {"weights": sha256(weights), "card": sha256(meta)}
 
 
@@ -193,5 +182,5 @@ def register_in_manifest(stem: str | Path, entry_id: str, dataset: str, default:
         "sha256": {"weights": sha256(stem.with_suffix(".safetensors")), "card": sha256(stem.with_suffix(".json"))},
     }
     data["checkpoints"] = [e for e in data["checkpoints"] if e["id"] != entry_id] + [entry]
-    _atomic_write(mpath, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+    atomic_write(mpath, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
     return entry

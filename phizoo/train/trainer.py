@@ -28,7 +28,6 @@ import math
 import os
 import platform
 import random
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..io import atomic_write
 from ..pretrained import save_checkpoint
 from . import distributed as D
 from .config import make_config
@@ -144,18 +144,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_trainer_state(path: str | Path) -> dict:
@@ -341,7 +329,7 @@ class Trainer:
         if self.output_dir is None or not self.is_main:
             return
         state = self.state_dict()
-        _atomic(self.output_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
+        atomic_write(self.output_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
 
     def _probe_unused_parameters(self) -> bool:
         """One forward/backward on a training batch (no update): does any trainable parameter
@@ -444,7 +432,7 @@ class Trainer:
         w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         w.writerows(self.history)
-        _atomic(self.output_dir / "metrics.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
+        atomic_write(self.output_dir / "metrics.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
     # ---------------------------------------------------------- main loop
     def fit(self, resume: bool | str | Path = False) -> dict[str, Any]:
@@ -475,7 +463,7 @@ class Trainer:
             self.ema.copy_from(self.model)
         if self.output_dir is not None and self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            _atomic(self.output_dir / "config.yaml",
+            atomic_write(self.output_dir / "config.yaml",
                     lambda tmp: Path(tmp).write_text(yaml.safe_dump(cfg, sort_keys=False)))
             self._tb = _tensorboard(self.output_dir / "tensorboard")
 
