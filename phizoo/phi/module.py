@@ -12,7 +12,7 @@ Per connected component of every molecule (see ``laplacian.py``):
    ``alpha_net="gated"`` multiplies each layer's field by a gate computed from the mean
    features of the component (still permutation invariant, lets the coefficients depend
    on the whole component).
-3. ρ: ``tied``   ρ = L φ = U_k Λ_k α (neutral by construction, PDE residual ≡ 0);
+3. ρ: ``tied`` (default) ρ = L φ = U_k Λ_k α (neutral by construction, PDE residual ≡ 0);
         ``untied`` ρ = P_k Σ_l s^ρ_l (own coefficients β_l; the PDE residual couples φ and ρ).
 4. ``E_ES = ½ Σ_i φ_i ρ_i`` per component, summed per molecule, times a learnable γ.
 5. Losses returned per molecule: ``mean_i (Lφ - ρ)_i²`` with the same L, and Σρ - Q.
@@ -52,7 +52,7 @@ class PhiModule(nn.Module):
         feature_dims: width of the scalar features handed over after each layer.
         cutoff: graph cutoff in Å (the backbone's).
         k: number of Laplacian modes per component.
-        rho: ``"untied"`` (default) or ``"tied"``.
+        rho: ``"tied"`` (default) or ``"untied"``.
         alpha_net: ``"projection"`` (default) or ``"gated"``.
         laplacian: ``"combinatorial"`` (default, L = D - W) or ``"normalized"``.
         weight: edge weight envelope, ``"cosine"`` (default) or ``"polynomial"``.
@@ -65,7 +65,7 @@ class PhiModule(nn.Module):
         feature_dims: list[int],
         cutoff: float,
         k: int = 9,
-        rho: str = "untied",
+        rho: str = "tied",
         alpha_net: str = "projection",
         laplacian: str = "combinatorial",
         weight: str = "cosine",
@@ -84,6 +84,12 @@ class PhiModule(nn.Module):
         self.laplacian, self.weight, self.smearing = laplacian, weight, float(smearing)
         channels = 2 if rho == "untied" else 1
         self.alpha_nets = nn.ModuleList(mlp([f, hidden, channels]) for f in feature_dims)
+        if rho == "tied":
+            # A constant field is in every P_k (zero mode) and L·1 = 0: with tied ρ a bias on
+            # the field changes nothing, so it would only collect rounding noise (which Adam
+            # amplifies to full-size steps). Drop it.
+            for net in self.alpha_nets:
+                net[-1].bias = None
         self.gates = nn.ModuleList(mlp([f, hidden, channels]) for f in feature_dims) if alpha_net == "gated" else None
         self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
 

@@ -4,14 +4,16 @@ import torch
 
 import phizoo
 from tests.models.test_model_suite import close, finite_difference_forces, run
-from tests.molecules import ase_molecule, merged, random_molecule, random_orthogonal, transformed
+from tests.molecules import ase_molecule, batch, merged, random_molecule, random_orthogonal, transformed
 
 OPTIONS = [
-    {"rho": "tied"},
+    {"rho": "untied"},
+    {"rho": "untied", "alpha_net": "gated"},
     {"alpha_net": "gated"},
     {"laplacian": "normalized"},
     {"weight": "polynomial"},
-    {"k": 1},
+    {"k": 2},
+    {"k": 1, "rho": "untied"},
     {"smearing": 0.2},
 ]
 
@@ -47,3 +49,13 @@ def test_invariance_batch_independence_and_size_consistency(model):
 def test_phi_contributes(model):
     out = run(model, random_molecule(9, 6))
     assert float(out["electrostatic_energy"].abs().max()) > 1e-6
+
+
+def test_every_phi_parameter_matters(model):
+    """No parameter of the Φ head sits on a null direction of the energy (Adam would amplify its
+    rounding-noise gradient into full-size random steps)."""
+    model.zero_grad()
+    out = model(batch(random_molecule(9, 7), random_molecule(6, 8)), create_graph=True)
+    (out["energy"].sum() + out["forces"].pow(2).sum()).backward()
+    for name, p in model.phi.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().max()) > 1e-10, name
