@@ -92,3 +92,34 @@ def dense_laplacian(blocks: Blocks, edge_index: torch.Tensor, weights: torch.Ten
     inv_sqrt = torch.where(deg > 0, deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt(), torch.zeros_like(deg))
     eye = torch.diag_embed((deg > 0).to(W.dtype))
     return eye - inv_sqrt[:, :, None] * W * inv_sqrt[:, None, :]
+
+
+def _degree(edge_index: torch.Tensor, weights: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    return weights.new_zeros(num_nodes).index_add(0, edge_index[1], weights)
+
+
+def sparse_laplacian(edge_index: torch.Tensor, weights: torch.Tensor, num_nodes: int,
+                     kind: str = "combinatorial") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entries ``L[rows, cols] = vals`` (off-diagonal from the edges, then the diagonal) [nnz].
+
+    Same matrix as ``dense_laplacian``; differentiable w.r.t. ``weights``.
+    """
+    if kind not in LAPLACIANS:
+        raise ValueError(f"unknown Laplacian {kind!r}; choose one of {LAPLACIANS}")
+    src, dst = edge_index
+    deg = _degree(edge_index, weights, num_nodes)
+    diag_idx = torch.arange(num_nodes, device=weights.device)
+    if kind == "combinatorial":
+        off, diag = -weights, deg
+    else:
+        inv_sqrt = torch.where(deg > 0, deg.clamp_min(torch.finfo(deg.dtype).tiny).rsqrt(), torch.zeros_like(deg))
+        off, diag = -weights * inv_sqrt[dst] * inv_sqrt[src], (deg > 0).to(weights.dtype)
+    return torch.cat([dst, diag_idx]), torch.cat([src, diag_idx]), torch.cat([off, diag])
+
+
+def laplacian_matvec(edge_index: torch.Tensor, weights: torch.Tensor, x: torch.Tensor,
+                     kind: str = "combinatorial") -> torch.Tensor:
+    """``L x`` for per-atom values x [N] (or [N, ch]) without forming L; O(E)."""
+    rows, cols, vals = sparse_laplacian(edge_index, weights, x.shape[0], kind)
+    contrib = vals.unsqueeze(-1) * x[cols].reshape(cols.shape[0], -1)
+    return x.new_zeros(x.shape[0], contrib.shape[-1]).index_add(0, rows, contrib).reshape(x.shape)

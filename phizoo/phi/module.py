@@ -23,11 +23,13 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch_geometric.utils import scatter
+from torch_geometric.utils import scatter, subgraph
 
 from ..nn.graph import Graph
 from ..nn.mlp import mlp
-from .laplacian import dense_laplacian, edge_weights, pack_components
+from . import spectral
+from .laplacian import dense_laplacian, edge_weights, laplacian_matvec, pack_components, sparse_laplacian
+from .sparse import sparse_lowpass_project
 from .spectral import lowpass_project
 
 RHO_MODES = ("untied", "tied")
@@ -96,27 +98,54 @@ class PhiModule(nn.Module):
     def forward(self, layer_features: list[torch.Tensor], graph: Graph) -> PhiOutput:
         if len(layer_features) != len(self.alpha_nets):
             raise ValueError(f"Φ-Module built for {len(self.alpha_nets)} layers, got features of {len(layer_features)}")
-        blocks = pack_components(graph.edge_index, graph.batch, graph.components())
+        comp, n_comp = graph.components()
         field = 0.0
         for i, h in enumerate(layer_features):
             s = self.alpha_nets[i](h)
             if self.gates is not None:
-                pooled = scatter(h, blocks.comp, dim=0, dim_size=blocks.num_components, reduce="mean")
-                s = s * torch.sigmoid(self.gates[i](pooled))[blocks.comp]
+                pooled = scatter(h, comp, dim=0, dim_size=n_comp, reduce="mean")
+                s = s * torch.sigmoid(self.gates[i](pooled))[comp]
             field = field + s
-        L = dense_laplacian(blocks, graph.edge_index, edge_weights(graph.dist, self.cutoff, self.weight), self.laplacian)
-        Y = lowpass_project(L, blocks.to_dense(field), blocks.mask, self.k, self.smearing)
-        phi_d = Y[..., 0:1]
-        L_phi = L @ phi_d
-        rho_d = Y[..., 1:2] if self.rho == "untied" else L_phi
-        phi, rho = blocks.from_dense(phi_d)[:, 0], blocks.from_dense(rho_d)[:, 0]
-        residual = blocks.from_dense(L_phi - rho_d)[:, 0]
+        weights = edge_weights(graph.dist, self.cutoff, self.weight)
+        Y = self._project(field, graph, weights)
+        phi = Y[:, 0]
+        L_phi = laplacian_matvec(graph.edge_index, weights, phi, self.laplacian)
+        rho = Y[:, 1] if self.rho == "untied" else L_phi
         B = graph.num_graphs
         e_es = 0.5 * scatter(phi * rho, graph.batch, dim=0, dim_size=B, reduce="sum")
         return PhiOutput(
             phi=phi,
             charges=rho,
             energy=self.gamma * e_es,
-            pde_residual=scatter(residual.pow(2), graph.batch, dim=0, dim_size=B, reduce="mean"),
+            pde_residual=scatter((L_phi - rho).pow(2), graph.batch, dim=0, dim_size=B, reduce="mean"),
             total_charge=scatter(rho, graph.batch, dim=0, dim_size=B, reduce="sum"),
         )
+
+    def _project(self, field: torch.Tensor, graph: Graph, weights: torch.Tensor) -> torch.Tensor:
+        """P_k of every component applied to ``field`` [N, ch]: batched dense eigensolver for
+        components of at most ``spectral.DENSE_MAX`` atoms, the sparse solver for larger ones."""
+        comp, n_comp = graph.components()
+        sizes = torch.bincount(comp, minlength=n_comp)
+        large = sizes > spectral.DENSE_MAX
+        if not bool(large.any()):
+            return self._project_dense(field, graph.edge_index, weights, graph.batch, (comp, n_comp))
+        Y = torch.zeros_like(field)
+        small = ~large[comp]
+        if bool(small.any()):
+            nodes = small.nonzero()[:, 0]
+            ei, w = subgraph(nodes, graph.edge_index, weights, relabel_nodes=True, num_nodes=field.shape[0])
+            labels, inverse = torch.unique(comp[nodes], return_inverse=True)
+            Y = Y.index_put((nodes,), self._project_dense(field[nodes], ei, w, graph.batch[nodes],
+                                                           (inverse, int(labels.numel()))))
+        for c in large.nonzero()[:, 0].tolist():
+            nodes = (comp == c).nonzero()[:, 0]
+            ei, w = subgraph(nodes, graph.edge_index, weights, relabel_nodes=True, num_nodes=field.shape[0])
+            rows, cols, vals = sparse_laplacian(ei, w, nodes.numel(), self.laplacian)
+            Yc = sparse_lowpass_project(rows, cols, vals, nodes.numel(), field[nodes], self.k, self.smearing)
+            Y = Y.index_put((nodes,), Yc)
+        return Y
+
+    def _project_dense(self, field, edge_index, weights, batch, components) -> torch.Tensor:
+        blocks = pack_components(edge_index, batch, components)
+        L = dense_laplacian(blocks, edge_index, weights, self.laplacian)
+        return blocks.from_dense(lowpass_project(L, blocks.to_dense(field), blocks.mask, self.k, self.smearing))

@@ -31,6 +31,10 @@ from __future__ import annotations
 
 import torch
 
+DENSE_MAX = 1000
+"""Components with more atoms use the sparse solver (``sparse.py``); smaller ones are packed
+into one batched dense eigendecomposition."""
+
 
 def symeig(L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched symmetric eigensolver [C, n, n] -> (λ [C, n] ascending, U [C, n, n]).
