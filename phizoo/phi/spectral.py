@@ -29,6 +29,7 @@ Components with at most ``k`` atoms keep all their modes (``P = I``).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 DENSE_MAX = 1000
@@ -49,22 +50,35 @@ def _log_lambda(lam: torch.Tensor) -> torch.Tensor:
     return torch.log(lam.clamp_min(0.0))  # -inf for the zero mode(s): w = 1 exactly
 
 
-def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, iters: int = 100) -> torch.Tensor:
-    """ln μ per component with Σ_valid σ((ln μ − ln λ)/τ) = k, by bisection in float64. [C]."""
-    loglam = _log_lambda(lam.detach().double())
-    finite = valid & torch.isfinite(loglam)
-    big = 1e300
-    lo = torch.where(finite, loglam, torch.full_like(loglam, big)).amin(-1) - 60.0 * tau
-    hi = torch.where(finite, loglam, torch.full_like(loglam, -big)).amax(-1) + 60.0 * tau
-    lo = torch.where(lo > big / 2, torch.zeros_like(lo), lo)  # components without positive modes
-    hi = torch.where(hi < -big / 2, torch.zeros_like(hi), hi)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        occ = (torch.sigmoid((mid[:, None] - loglam) / tau) * valid).sum(-1)
-        too_many = occ > k
-        hi = torch.where(too_many, mid, hi)
-        lo = torch.where(too_many, lo, mid)
-    return 0.5 * (lo + hi)
+def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, tol: float = 1e-13) -> torch.Tensor:
+    """ln μ per component with Σ_valid σ((ln μ − ln λ)/τ) = k. [C].
+
+    Safeguarded Newton in float64 on the CPU: Newton steps on the monotone occupation count,
+    kept inside a shrinking bracket (bisection when a step leaves it); typically 4–8 steps.
+    """
+    with np.errstate(divide="ignore"):
+        loglam = np.log(np.clip(lam.detach().double().cpu().numpy(), 0.0, None))
+    valid_np = valid.detach().cpu().numpy()
+    finite = valid_np & np.isfinite(loglam)
+    any_finite = finite.any(-1)
+    lo = np.where(any_finite, np.where(finite, loglam, np.inf).min(-1), 0.0) - 60.0 * tau
+    hi = np.where(any_finite, np.where(finite, loglam, -np.inf).max(-1), 0.0) + 60.0 * tau
+    x = 0.5 * (lo + hi)
+    for _ in range(200):
+        with np.errstate(all="ignore"):
+            occ = 1.0 / (1.0 + np.exp(-(x[:, None] - loglam) / tau))
+        occ = np.where(valid_np, occ, 0.0)
+        f = occ.sum(-1) - k
+        if np.all(np.abs(f) < tol * max(k, 1)):
+            break
+        lo = np.where(f < 0, x, lo)
+        hi = np.where(f > 0, x, hi)
+        slope = (occ * (1.0 - occ)).sum(-1) / tau
+        with np.errstate(all="ignore"):
+            newton = x - f / slope
+        ok = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        x = np.where(ok, newton, 0.5 * (lo + hi))
+    return torch.from_numpy(x).to(lam.device)
 
 
 def occupations(lam: torch.Tensor, mask: torch.Tensor, k: int, tau: float):
