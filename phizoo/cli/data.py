@@ -4,6 +4,7 @@
     phizoo data convert oe62 df_62k.json -o oe62.lmdb
     phizoo data convert qm9 -o qm9.lmdb --train-subsets 1000,10000     # from the installed qm9pack
     phizoo data info oe62.lmdb
+    phizoo data xtb-md --molecule Ac-Ala3-NHMe -o data/xtb/ac_ala3.npz   # GFN2-xTB MD, MD22 format
 """
 from __future__ import annotations
 
@@ -64,6 +65,36 @@ def register(sub) -> None:
     i.add_argument("--json", action="store_true", help="print the stored metadata as JSON")
     i.set_defaults(func=run_info)
 
+    x = dsub.add_parser("xtb-md", help="GFN2-xTB Langevin MD of a molecule, saved as an MD22-format (sGDML) .npz",
+                        description="Run Langevin molecular dynamics with GFN2-xTB energies and forces (tblite) "
+                                    "and save every STRIDE-th step as an sGDML .npz (R Å, z, E kcal/mol, "
+                                    "F kcal/mol/Å, Q charges e; theory 'GFN2-xTB (tblite <version>)') that "
+                                    "'phizoo data convert md22' reads. Reproducible (same seed and thread count: "
+                                    "identical file) and resumable (rerun the same command after an "
+                                    "interruption). Needs: pip install phizoo[xtb]")
+    src = x.add_mutually_exclusive_group(required=True)
+    src.add_argument("--molecule", help="an MD22 molecule built here: Ac-Ala3-NHMe, DHA, stachyose, AT-AT, "
+                                        "AT-AT-CG-CG, buckyball-catcher")
+    src.add_argument("--smiles", help="SMILES (RDKit: hydrogens added, ETKDG embedding seeded with --seed, MMFF)")
+    src.add_argument("--structure", help="structure file (anything ase.io.read reads; the first structure)")
+    x.add_argument("-o", "--output", required=True, help="the .npz file to write (e.g. data/xtb/ac_ala3.npz)")
+    x.add_argument("--name", help="dataset name stored in the file (default: the molecule, formula or file stem)")
+    x.add_argument("--temperature", type=float, default=500.0, help="K (default 500, as MD22)")
+    x.add_argument("--timestep", type=float, default=0.5, help="fs (default 0.5)")
+    x.add_argument("--friction", type=float, default=0.01, help="Langevin friction in 1/fs (default 0.01)")
+    x.add_argument("--frames", type=_positive, default=1000, help="frames to save (default 1000)")
+    x.add_argument("--stride", type=_positive, default=10, help="MD steps between saved frames (default 10)")
+    x.add_argument("--equilibration", type=int, default=1000, help="MD steps before the first frame (default 1000)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the velocities, the thermostat noise and the "
+                                                      "RDKit embedding (default 0)")
+    x.add_argument("--accuracy", type=float, default=1.0, help="tblite SCC accuracy (default 1.0; smaller is tighter)")
+    x.add_argument("--checkpoint-every", type=_positive, default=100,
+                   help="frames between checkpoints (.<output>.partial; default 100)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    x.add_argument("--restart", action="store_true", help="discard an interrupted run's checkpoint instead of resuming")
+    x.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    x.set_defaults(func=run_xtb_md)
+
 
 def run_convert(args) -> int:
     from ..data import convert_md22, convert_oe62, convert_qm9
@@ -87,6 +118,45 @@ def run_convert(args) -> int:
               f"same command resumes (--restart discards them)", file=sys.stderr)
         return 130
     print(describe(path))
+    return 0
+
+
+def run_xtb_md(args) -> int:
+    import signal
+    import time
+
+    import numpy as np
+
+    from ..data.xtb_md import checkpoint_path, xtb_md
+
+    def _term(signum, frame):  # `kill` (SIGTERM) checkpoints like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _term)
+    start = time.perf_counter()
+    try:
+        path = xtb_md(args.output, molecule_name=args.molecule, smiles=args.smiles, structure=args.structure,
+                      name=args.name, seed=args.seed, temperature=args.temperature, timestep=args.timestep,
+                      friction=args.friction, frames=args.frames, stride=args.stride,
+                      equilibration=args.equilibration, accuracy=args.accuracy,
+                      checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, resume=not args.restart,
+                      progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.output} was not written; the run so far is in "
+              f"{checkpoint_path(args.output)} and the same command continues it (--restart discards it)",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    wall = time.perf_counter() - start
+    with np.load(path, allow_pickle=False) as d:
+        meta = json.loads(str(d["xtb_md"]))
+        n, N = d["R"].shape[:2]
+        print(f"wrote {path}: {n} frames of {d['name']} ({N} atoms), theory {d['theory']}, md5 {d['md5']}")
+        t = meta["kinetic_temperature_K"]
+        print(f"kinetic temperature of the frames: mean {t['mean']:.1f} K, std {t['std']:.1f} K "
+              f"(target {meta['temperature_K']:g} K); E {float(d['E_min']):.2f} .. {float(d['E_max']):.2f} kcal/mol")
+    print(f"wall time {wall:.1f} s (this session's steps, resumed ones excluded)")
     return 0
 
 

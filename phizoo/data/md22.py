@@ -1,8 +1,11 @@
 """MD22 (Chmiela et al., Sci. Adv. 2023) from the sGDML ``.npz`` files.
 
 Input keys: ``R`` positions Å [n, N, 3], ``z`` atomic numbers [N], ``E`` energies kcal/mol
-[n] or [n, 1], ``F`` forces kcal/mol/Å [n, N, 3]. Output: eV and eV/Å via
-``ase.units.kcal / ase.units.mol`` (energies float64), neutral molecules (total charge 0).
+[n] or [n, 1], ``F`` forces kcal/mol/Å [n, N, 3]; optional ``Q`` partial charges e [n, N]
+(written by ``phizoo data xtb-md``; stored as ``charges``, and each frame's charges must sum to
+0 within 0.01 e) and ``theory`` (the level of theory stored in the database metadata; PBE+MBD,
+MD22's, when absent). Output: eV and eV/Å via ``ase.units.kcal / ase.units.mol`` (energies
+float64), neutral molecules (total charge 0).
 
 Splits (the Φ-Module paper's protocol): a per-molecule training budget B (Ac-Ala3-NHMe 6000,
 DHA 8000, stachyose 8000, AT-AT 3000, AT-AT-CG-CG 2000, buckyball-catcher 600, double-walled
@@ -78,7 +81,9 @@ class MD22Source(Source):
                 raise DataError(f"{self.path}: missing key(s) {', '.join(map(repr, missing))}; "
                                 f"an MD22 file has R, z, E, F (found: {', '.join(npz.files) or 'none'})")
             arrays = {}
-            for key in ("R", "z", "E", "F"):
+            for key in ("R", "z", "E", "F", "Q"):
+                if key == "Q" and key not in npz.files:
+                    continue
                 try:
                     arrays[key] = npz[key]
                 except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
@@ -86,6 +91,7 @@ class MD22Source(Source):
             self.source_name = self._string(npz, "name")
             self.theory = self._string(npz, "theory")
         R, z, E, F = (arrays[k] for k in ("R", "z", "E", "F"))
+        Q = arrays.get("Q")
         for key, arr in arrays.items():
             if arr.dtype.kind not in "iuf":
                 raise DataError(f"{self.path}: key {key!r} has dtype {arr.dtype}, expected numbers")
@@ -102,6 +108,9 @@ class MD22Source(Source):
                             f"({n} frames in 'R')")
         if F.shape != R.shape:
             raise DataError(f"{self.path}: key 'F' has shape {list(F.shape)}, expected {list(R.shape)} (as 'R')")
+        if Q is not None and Q.shape != (n, N):
+            raise DataError(f"{self.path}: key 'Q' (partial charges) has shape {list(Q.shape)}, expected [{n}, {N}] "
+                            f"({n} frames in 'R', {N} atoms in 'z')")
         if z.dtype.kind == "f" and (not np.all(np.isfinite(z)) or np.any(z != np.round(z))):
             raise DataError(f"{self.path}: key 'z' holds non-integer atomic numbers")
         bad = (z < 1) | (z > 118)
@@ -115,11 +124,18 @@ class MD22Source(Source):
         self.R = R[: self.n]
         self.E = E.reshape(n)[: self.n]
         self.F = F[: self.n]
-        for key, arr in (("R", self.R), ("E", self.E), ("F", self.F)):
+        self.Q = None if Q is None else Q[: self.n]
+        for key, arr in (("R", self.R), ("E", self.E), ("F", self.F)) + ((("Q", self.Q),) if Q is not None else ()):
             finite = np.isfinite(arr).reshape(self.n, -1).all(axis=1)
             if not finite.all():
                 frame = int(np.argmin(finite))
                 raise DataError(f"{self.path}: key {key!r}: frame {frame} holds a non-finite value (NaN or inf)")
+        if self.Q is not None:
+            net = np.abs(self.Q.sum(axis=1))
+            if np.any(net > 0.01):
+                frame = int(np.argmax(net > 0.01))
+                raise DataError(f"{self.path}: key 'Q': the charges of frame {frame} sum to "
+                                f"{self.Q[frame].sum():.4g} e, but MD22 molecules are stored as neutral (total charge 0)")
         if self.molecule is None and self.train_size is None:
             raise DataError(f"{self.path}: unknown MD22 molecule {self.path.stem!r} (known: "
                             f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
@@ -157,6 +173,7 @@ class MD22Source(Source):
         return Structure(z=self.z, pos=np.asarray(self.R[i], dtype=np.float64),
                          energy=float(np.float64(self.E[i]) * KCAL_PER_MOL),
                          forces=np.asarray(self.F[i], dtype=np.float64) * KCAL_PER_MOL,
+                         charges=None if self.Q is None else np.asarray(self.Q[i], dtype=np.float64),
                          total_charge=0.0, id=f"{name}/{i}", meta={"frame": i})
 
     def budget(self, n: int) -> tuple[int, str]:
@@ -184,14 +201,19 @@ class MD22Source(Source):
 
     def metadata(self) -> dict[str, Any]:
         name = self.molecule or self.path.stem
+        md22_theory = self.theory is None or "PBE" in self.theory.upper()
         return {
-            "name": f"MD22 {name}",
+            # a file at another level of theory (e.g. `phizoo data xtb-md`) is not MD22 itself
+            "name": f"MD22 {name}" if md22_theory else f"{name} (MD22 format, {self.theory})",
             "molecule": name,
             "level_of_theory": self.theory or "PBE+MBD (MD22, sGDML distribution)",
-            "target": "E: total energy (eV) and F: forces (eV/angstrom)",
-            "source_format": "sGDML .npz (keys R, z, E, F)",
-            "source_units": {"energy": "kcal/mol", "forces": "kcal/mol/angstrom", "length": "angstrom"},
+            "target": "E: total energy (eV) and F: forces (eV/angstrom)"
+                      + ("; charges: partial charges from key Q (e)" if self.Q is not None else ""),
+            "source_format": f"sGDML .npz (keys R, z, E, F{', Q' if self.Q is not None else ''})",
+            "source_units": {"energy": "kcal/mol", "forces": "kcal/mol/angstrom", "length": "angstrom",
+                             **({"charges": "e"} if self.Q is not None else {})},
             "conversion": {"energy": KCAL_PER_MOL, "forces": KCAL_PER_MOL, "length": 1.0,
+                           **({"charges": 1.0} if self.Q is not None else {}),
                            "note": "eV per kcal/mol = ase.units.kcal / ase.units.mol"},
             "frames_in_file": self.frames_in_file,
             "npz_name": self.source_name,
