@@ -51,7 +51,6 @@ def test_file_format_units_and_independent_singlepoint(tmp_path):
     assert d["Q"].shape == (n, N) and d["z"].tolist() == [6, 6, 8, 1, 1, 1, 1, 1, 1]
     for k in ("R", "E", "F", "Q"):
         assert d[k].dtype == np.float64 and np.isfinite(d[k]).all()
-    import tblite  # noqa: F401
     from importlib.metadata import version
 
     assert str(d["theory"]) == f"GFN2-xTB (tblite {version('tblite')})"
@@ -253,6 +252,24 @@ def test_md22_molecule_table_atom_counts():
         assert len(mol.z) == count and mol.pos.shape == (count, 3) and np.isfinite(mol.pos).all()
         d = np.linalg.norm(mol.pos[:, None] - mol.pos[None], axis=-1) + np.eye(count) * 9
         assert d.min() > 0.85, f"{name}: atoms {d.min():.2f} Å apart"
+    # the assemblies: Watson-Crick hydrogen bonds as targeted, pairs 3.38 Å apart, C60 in the cleft
+    from phizoo.data.xtb_md import _BASES, _WATSON_CRICK, _embed, base_pair_stack
+
+    stack = base_pair_stack(["AT", "CG"])
+    off = 0
+    for code in ("AT", "CG"):
+        (_, z1, _, l1), (_, z2, _, l2) = _embed(_BASES[code[0]], 42), _embed(_BASES[code[1]], 42)
+        for donor, dl, al, d0 in _WATSON_CRICK[code]:
+            i, j = (off + l1[dl], off + len(z1) + l2[al]) if donor == code[0] else (off + len(z1) + l2[dl], off + l1[al])
+            assert abs(np.linalg.norm(stack.pos[i] - stack.pos[j]) - d0) < 0.1
+        off += len(z1) + len(z2)
+    heavy = stack.z > 1
+    first, second = stack.pos[:30][heavy[:30]], stack.pos[30:][heavy[30:]]
+    normal = np.linalg.svd(first - first.mean(0))[2][2]
+    assert abs((second.mean(0) - first.mean(0)) @ normal) == pytest.approx(3.38, abs=0.15)
+    cage = molecule("buckyball-catcher").source
+    assert all(6.3 < d < 7.5 for d in cage["c60_centre_to_corannulene_hub_A"])
+    assert cage["closest_c60_catcher_contact_A"] > 3.0
 
 
 def test_missing_dependency_names_the_package_and_the_extra(monkeypatch, tmp_path):
