@@ -17,6 +17,27 @@ from .backbone import Backbone, BackboneOutput
 from .potential import MAX_Z
 
 
+def symmetric_pairs(edge_index: torch.Tensor, num_nodes: int):
+    """``(half, pair)`` for a symmetric edge list sorted by (target, source) (what ``build_graph``
+    returns): ``half`` [E/2] = the edges with source < target (one per atom pair), ``pair`` [E] =
+    the position in ``half`` of every edge's pair. ``(None, None)`` when the list is not of that
+    form (then everything is computed per edge). The radial filters depend on r_ij = r_ji only, so
+    they are computed once per pair: half the filter matmuls, forward and backward."""
+    src, dst = edge_index[0], edge_index[1]
+    E = src.shape[0]
+    if E == 0:
+        return None, None
+    key = dst * num_nodes + src
+    rkey = src * num_nodes + dst
+    rev = torch.searchsorted(key, rkey).clamp_(max=E - 1)
+    if not torch.equal(key[rev], rkey):  # not symmetric, or not sorted
+        return None, None
+    lower = src < dst
+    rank = torch.cumsum(lower, 0) - 1
+    pair = torch.where(lower, rank, rank[rev])
+    return lower.nonzero().squeeze(1), pair
+
+
 class PaiNNMessage(nn.Module):
     def __init__(self, F: int, num_rbf: int):
         super().__init__()
@@ -30,14 +51,16 @@ class PaiNNMessage(nn.Module):
         w = torch.cat([self.filter.weight, self.filter.bias.unsqueeze(-1)], dim=-1)
         return [blk.t() for blk in torch.split(w, self.F, dim=0)]
 
-    def forward(self, s, v, rbf_c, unit, src, dst, dst3):
-        """s [N, F]; v [3, N, F] (component-major) or ``None`` (all zero: first layer); rbf_c [E, R+1]
-        = [rbf·C, C]; unit [3, E, 1] bond directions; dst3 = [dst, dst + N, dst + 2N].
+    def forward(self, s, v, rbf_c, pair, unit, src, dst, dst3):
+        """s [N, F]; v [3, N, F] (component-major) or ``None`` (all zero: first layer); rbf_c [P, R+1]
+        = [rbf·C, C] per pair; pair [E] (or ``None`` when P = E): the row of rbf_c of every edge;
+        unit [3, E, 1] bond directions; dst3 = [dst, dst + N, dst + 2N].
 
         ``ds_ij = φ_s(s_j) W_s(r_ij)``, ``dv_ij = v_j ⊙ φ_vv(s_j) W_vv(r_ij) + r̂_ij φ_vs(s_j) W_vs(r_ij)``,
         summed over j into i. ``v_j ⊙ φ_vv(s_j)`` is formed on the atoms before the gather."""
         N, F = s.shape[0], self.F
-        w_s, w_vv, w_vs = (rbf_c @ w for w in self.filter_weights())
+        w_s, w_vv, w_vs = (rbf_c @ w if pair is None else torch.index_select(rbf_c @ w, 0, pair)
+                           for w in self.filter_weights())
         p_s, p_vv, p_vs = torch.split(self.phi(s), F, dim=-1)
         s = s.index_add(0, dst, torch.index_select(p_s, 0, src) * w_s)
         dv = unit * (torch.index_select(p_vs, 0, src) * w_vs)  # [3, E, F]
@@ -86,15 +109,17 @@ class PaiNN(Backbone):
     def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
         s = self.embedding(z)
         n = s.shape[0]
-        fcut = cosine_cutoff(graph.dist, self.cutoff).unsqueeze(-1)
-        rbf_c = torch.cat([self.rbf(graph.dist) * fcut, fcut], dim=-1)  # [E, num_rbf + 1]
+        half, pair = symmetric_pairs(graph.edge_index, n)
+        dist = graph.dist if half is None else torch.index_select(graph.dist, 0, half)
+        fcut = cosine_cutoff(dist, self.cutoff).unsqueeze(-1)
+        rbf_c = torch.cat([self.rbf(dist) * fcut, fcut], dim=-1)  # [P, num_rbf + 1], one row per pair
         unit = (graph.vec / graph.dist.unsqueeze(-1)).t().contiguous().unsqueeze(-1)  # [3, E, 1]
         src, dst = graph.src, graph.dst
         dst3 = torch.cat([dst, dst + n, dst + 2 * n])
         v = None  # all-zero vectors before the first message
         layers = []
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, rbf_c, unit, src, dst, dst3)
+            s, v = message(s, v, rbf_c, pair, unit, src, dst, dst3)
             s, v = update(s, v)
             layers.append(s)
         return BackboneOutput(features=s, layer_features=layers)
