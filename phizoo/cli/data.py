@@ -69,9 +69,9 @@ def register(sub) -> None:
                         description="Run Langevin molecular dynamics with GFN2-xTB energies and forces (tblite) "
                                     "and save every STRIDE-th step as an sGDML .npz (R Å, z, E kcal/mol, "
                                     "F kcal/mol/Å, Q charges e; theory 'GFN2-xTB (tblite <version>)') that "
-                                    "'phizoo data convert md22' reads. Reproducible (same seed and thread count: "
-                                    "identical file) and resumable (rerun the same command after an "
-                                    "interruption). Needs: pip install phizoo[xtb]")
+                                    "'phizoo data convert md22' reads. Reproducible (with OMP_NUM_THREADS=1 the "
+                                    "same seed gives an identical file) and resumable (rerun the same command "
+                                    "after an interruption or kill). Needs: pip install phizoo[xtb]")
     src = x.add_mutually_exclusive_group(required=True)
     src.add_argument("--molecule", help="an MD22 molecule built here: Ac-Ala3-NHMe, DHA, stachyose, AT-AT, "
                                         "AT-AT-CG-CG, buckyball-catcher")
@@ -122,6 +122,7 @@ def run_convert(args) -> int:
 
 
 def run_xtb_md(args) -> int:
+    import os
     import signal
     import time
 
@@ -132,6 +133,10 @@ def run_xtb_md(args) -> int:
     def _term(signum, frame):  # `kill` (SIGTERM) checkpoints like Ctrl-C
         raise KeyboardInterrupt
 
+    if os.environ.get("OMP_NUM_THREADS") != "1":
+        print("note: OMP_NUM_THREADS is not 1: multi-threaded tblite changes the last digits from run to run, so "
+              "the trajectory is valid but not bit-reproducible (set OMP_NUM_THREADS=1 for identical files)",
+              file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, _term)
     start = time.perf_counter()
     try:

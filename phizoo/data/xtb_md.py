@@ -40,8 +40,10 @@ state (written atomically every ``checkpoint_every`` frames and on Ctrl-C / SIGT
 the same command again continues from it. ``frames`` and ``checkpoint_every`` are not part of
 the run's identity: asking for more frames in a rerun extends an interrupted run. The output
 is written once, atomically (temporary file, then rename), and the checkpoint removed.
-Same inputs, seed and thread count give a byte-identical file (zip entries carry a fixed
-timestamp); multi-threaded BLAS/OpenMP may change the last digits between thread counts.
+With ``OMP_NUM_THREADS=1``, the same inputs and seed give a byte-identical file (zip entries
+carry a fixed timestamp), interrupted or not. Multi-threaded tblite is not bitwise
+deterministic (two 2-thread runs of stachyose differ in the 14th digit after 30 steps), so
+such runs are valid trajectories but not reproducible to the bit, resumed ones included.
 """
 from __future__ import annotations
 
