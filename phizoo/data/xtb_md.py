@@ -36,9 +36,8 @@ centre-of-mass velocity removed after each thermostat step (no drift of the mole
 thermalised degrees of freedom).
 
 Checkpoints: ``.<output name>.partial`` next to the output holds the frames so far and the MD
-state (written atomically every ``checkpoint_every`` frames and on Ctrl-C, and on SIGTERM in the
-CLI, which turns it into Ctrl-C); running
-the same command again continues from it. ``frames`` and ``checkpoint_every`` are not part of
+state, written atomically every ``checkpoint_every`` frames and on Ctrl-C (the CLI turns SIGTERM
+into Ctrl-C); running the same command again continues from it. ``frames`` and ``checkpoint_every`` are not part of
 the run's identity: asking for more frames in a rerun extends an interrupted run. The output
 is written once, atomically (temporary file, then rename), and the checkpoint removed.
 With ``OMP_NUM_THREADS=1``, the same inputs and seed give a byte-identical file (zip entries
