@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[test,data]"
+	$(PIP) install -q -e ".[test,data,xtb]"
 	touch $@
 
 install: $(VENV)/.installed
