@@ -67,18 +67,6 @@ def _deep_update(a: dict, b: dict) -> None:
             a[k] = v
 
 
-def _splits(dataset, names: dict) -> dict:
-    from ..train.data import split_indices
-
-    splits = {"train": split_indices(dataset, names["train"]), "val": split_indices(dataset, names["val"])}
-    if names.get("test"):
-        try:
-            splits["test"] = split_indices(dataset, names["test"])
-        except KeyError:
-            pass
-    return splits
-
-
 def _check_output(out: Path, resume: bool) -> None:
     from ..train.trainer import STATE_FILE
 
@@ -105,7 +93,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 def run_train(args) -> int:
     from ..train import train_from_config
     from ..train.config import load_config
-    from ..train.data import describe_dataset, open_dataset
+    from ..train.data import describe_dataset, named_splits, open_dataset
 
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.output or cfg["output"] or Path("runs") / Path(args.config).stem)
@@ -113,7 +101,7 @@ def run_train(args) -> int:
     _check_output(out, args.resume)
     dataset = open_dataset(args.data)
     info = describe_dataset(dataset, path=args.data, name=cfg["data"].get("dataset"))
-    trainer, summary = train_from_config(cfg, dataset, _splits(dataset, cfg["data"]), output_dir=out,
+    trainer, summary = train_from_config(cfg, dataset, named_splits(dataset, cfg["data"]), output_dir=out,
                                          resume=args.resume, device=args.device, dataset_info=info)
     if trainer.is_main:
         _print_summary(summary, out)
@@ -124,7 +112,7 @@ def run_train(args) -> int:
 def run_finetune(args) -> int:
     from ..eval.leaderboard import resolve_checkpoint
     from ..train.config import load_config, make_config
-    from ..train.data import describe_dataset, open_dataset
+    from ..train.data import describe_dataset, named_splits, open_dataset
     from ..train.finetune import FINETUNE_DEFAULTS, finetune
 
     base = load_config(args.config) if args.config else make_config(FINETUNE_DEFAULTS)
@@ -137,7 +125,7 @@ def run_finetune(args) -> int:
     model = resolve_checkpoint(args.source)
     dataset = open_dataset(args.data)
     info = describe_dataset(dataset, path=args.data, name=cfg["data"].get("dataset"))
-    tuned, summary = finetune(model, dataset, _splits(dataset, cfg["data"]), config=cfg, output_dir=out,
+    tuned, summary = finetune(model, dataset, named_splits(dataset, cfg["data"]), config=cfg, output_dir=out,
                               device=args.device, resume=args.resume, freeze_backbone=args.freeze_backbone,
                               refit_references=args.refit_references, reset_head=args.reset_head,
                               dataset_info=info)

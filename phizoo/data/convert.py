@@ -146,6 +146,24 @@ def random_split(n: int, sizes: dict[str, int], seed: int, rest: str | None = "t
     return out
 
 
+def train_val_test_split(n: int, seed: int, full: Sequence[int], full_total: int, full_label: str, policy: str,
+                         train_size: int | None = None, val_size: int | None = None):
+    """Shuffled train / val / rest-test split of ``n`` structures (OE62, QM9).
+
+    Sizes: ``train_size``/``val_size`` when given, else the standard sizes ``full`` (of
+    ``full_total``) scaled by ``n / full_total``. Returns (splits, policy record).
+    """
+    if train_size is not None or val_size is not None:
+        n_train = int(train_size if train_size is not None else round_half_up(full[0] * n / full_total))
+        n_val = int(val_size if val_size is not None else round_half_up(full[1] * n / full_total))
+        note = "sizes given by --train-size/--val-size"
+    else:
+        n_train, n_val = scaled_sizes(full, full_total, n)
+        note = full_label if n == full_total else f"{full_label} of {full_total:,} scaled by {n}/{full_total:,}"
+    splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
+    return splits, {"policy": policy, "sizes_source": note}
+
+
 def nested_subsets(train_order: np.ndarray, sizes: Sequence[int]) -> dict[str, np.ndarray]:
     """``train_<s>``: the first ``s`` training structures in shuffled order (nested: each smaller
     subset is contained in every larger one)."""

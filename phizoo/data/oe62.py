@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import Source, Structure, check_limit, random_split, round_half_up, scaled_sizes
+from .convert import Source, Structure, check_limit, train_val_test_split
 from .errors import DataError, check_file
 
 OE62_TOTAL = 61489
@@ -149,18 +149,9 @@ class OE62Source(Source):
         return Structure(z=z, pos=pos, energy=energy, charges=q, total_charge=0.0, id=self.refcodes[i], meta=meta)
 
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if self.train_size is not None or self.val_size is not None:
-            n_train = int(self.train_size if self.train_size is not None else round_half_up(OE62_SPLIT[0] * n / OE62_TOTAL))
-            n_val = int(self.val_size if self.val_size is not None else round_half_up(OE62_SPLIT[1] * n / OE62_TOTAL))
-            note = "sizes given by --train-size/--val-size"
-        else:
-            n_train, n_val = scaled_sizes(OE62_SPLIT, OE62_TOTAL, n)
-            note = ("the paper's 50,000 / 6,000 / rest" if n == OE62_TOTAL else
-                    f"the paper's 50,000 / 6,000 of 61,489 scaled by {n}/61,489")
-        splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
-        policy = {"policy": "OE62 (Φ-Module paper): shuffle with numpy.random.default_rng(seed).permutation, "
-                            "then train / val / rest test", "sizes_source": note}
-        return splits, policy
+        return train_val_test_split(n, seed, OE62_SPLIT, OE62_TOTAL, "the paper's 50,000 / 6,000",
+                                    'OE62 (Φ-Module paper): shuffle with numpy.random.default_rng(seed).permutation, then train / val / rest test',
+                                    self.train_size, self.val_size)
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from ase import units
 
-from .convert import Source, Structure, check_limit, random_split, round_half_up, scaled_sizes
+from .convert import Source, Structure, check_limit, train_val_test_split
 from .errors import DataError, DataFileNotFoundError, check_file
 
 QM9_TOTAL = 130831
@@ -209,18 +209,9 @@ class QM9Source(Source):
                          dipole=np.array([mu * units.Debye]), id=name, meta=meta)
 
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if self.train_size is not None or self.val_size is not None:
-            n_train = int(self.train_size if self.train_size is not None else round_half_up(QM9_SPLIT[0] * n / QM9_TOTAL))
-            n_val = int(self.val_size if self.val_size is not None else round_half_up(QM9_SPLIT[1] * n / QM9_TOTAL))
-            note = "sizes given by --train-size/--val-size"
-        else:
-            n_train, n_val = scaled_sizes(QM9_SPLIT, QM9_TOTAL, n)
-            note = ("110,000 / 10,000 / rest" if n == QM9_TOTAL else
-                    f"110,000 / 10,000 of 130,831 scaled by {n}/130,831")
-        splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
-        policy = {"policy": "QM9: shuffle with numpy.random.default_rng(seed).permutation, then train / val / "
-                            "rest test", "sizes_source": note}
-        return splits, policy
+        return train_val_test_split(n, seed, QM9_SPLIT, QM9_TOTAL, '110,000 / 10,000',
+                                    'QM9: shuffle with numpy.random.default_rng(seed).permutation, then train / val / rest test',
+                                    self.train_size, self.val_size)
 
     def metadata(self) -> dict[str, Any]:
         return {

@@ -35,17 +35,11 @@ def train_from_config(config: dict[str, Any], dataset, splits: dict[str, Sequenc
 
     ``splits`` defaults to the dataset's stored splits named in ``config["data"]``.
     """
-    from .data import split_indices
+    from .data import named_splits
 
     cfg = make_config(config)
     if splits is None:
-        names = cfg["data"]
-        splits = {"train": split_indices(dataset, names["train"]), "val": split_indices(dataset, names["val"])}
-        if names.get("test"):
-            try:
-                splits["test"] = split_indices(dataset, names["test"])
-            except KeyError:
-                pass
+        splits = named_splits(dataset, cfg["data"])
     model = build_from_config(cfg)
     trainer = Trainer(model, dataset, splits, cfg, output_dir=output_dir or cfg["output"], device=device,
                       dataset_info=dataset_info, callbacks=callbacks)

@@ -86,6 +86,17 @@ def split_indices(dataset, name: str) -> list[int]:
     raise KeyError(f"dataset {type(dataset).__name__} stores no splits; pass split indices explicitly")
 
 
+def named_splits(dataset, names: dict) -> dict[str, list[int]]:
+    """Index lists for the split names of a config's ``data`` section (train, val, optional test)."""
+    splits = {"train": split_indices(dataset, names["train"]), "val": split_indices(dataset, names["val"])}
+    if names.get("test"):
+        try:
+            splits["test"] = split_indices(dataset, names["test"])
+        except KeyError:
+            pass
+    return splits
+
+
 def describe_dataset(dataset, path: str | Path | None = None, name: str | None = None) -> dict[str, Any]:
     """What a checkpoint card records about the data."""
     info: dict[str, Any] = {"num_structures": len(dataset)}
