@@ -254,6 +254,16 @@ def quartiles(xs):
     return float(q[0]), float(q[1]), float(q[2])
 
 
+def available_memory_gb() -> float:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return float("inf")
+
+
 def machine_info() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -272,7 +282,7 @@ def machine_info() -> dict:
 
 def run_peer(name: str, args, mols, log=print) -> dict:
     spec = PEERS[name]
-    python = ensure_venv(spec["venv"], log)
+    python = Path(args.peer_python) if args.peer_python else ensure_venv(spec["venv"], log)
     batches = [1, 16] if not args.quick else [1, 16]
     sizes = list(mols) if not args.quick else ["ala3", "peptide"]
     if args.sizes:
@@ -444,8 +454,11 @@ def write_report(results: list[dict]) -> str:
                   f"{ck_p['rotation_energy_err']:.1e} eV, force error {ck_z['rotation_force_err']:.1e} / "
                   f"{ck_p['rotation_force_err']:.1e} (relative); permutation: {ck_z['permutation_energy_err']:.1e} / "
                   f"{ck_p['permutation_energy_err']:.1e} eV.", ""]
-    lines += ["## Plots", "", "![time ratios](results/peers_time.png)", "",
-              "![memory](results/peers_memory.png)", ""]
+    lines += ["## Plots", "", "Time ratio phizoo / peer per case (bars: median; whiskers: interquartile range of the "
+              "per-round ratios; blue energy + forces, orange training step):", "",
+              "![time ratios](results/peers_time.png)", "",
+              "Absolute times:", "", "![absolute times](results/peers_absolute.png)", "",
+              "Peak tensor memory ratio phizoo / peer:", "", "![memory](results/peers_memory.png)", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -490,6 +503,35 @@ def plot(results: list[dict]) -> None:
         plt.close(fig)
 
 
+def plot_absolute(results: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for task, marker in (("ef", "o"), ("train", "s")):
+            rows = sorted((c for c in r["cases"] if c["task"] == task and "skipped" not in c),
+                          key=lambda c: c["atoms"] * c["batch"])
+            if not rows:
+                continue
+            x = [c["atoms"] * c["batch"] for c in rows]
+            ax.loglog(x, [c["phizoo_median_s"] for c in rows], "-" + marker, color="C0",
+                      label=f"phizoo, {TASK_LABEL[task]}")
+            ax.loglog(x, [c["peer_median_s"] for c in rows], "--" + marker, color="C3",
+                      label=f"{r['peer_label']}, {TASK_LABEL[task]}")
+        ax.set_xlabel("atoms in the call (atoms × batch)")
+        ax.set_title(f"{r['title']}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("time per call, median (s)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "peers_absolute.png", dpi=110)
+    plt.close(fig)
+
+
 def load_results(names) -> list[dict]:
     out = []
     for name in names:
@@ -513,14 +555,20 @@ def main(argv=None) -> int:
                     help="batch sizes that also get a training step")
     ap.add_argument("--max-round-s", type=float, default=None,
                     help="skip a case whose predicted time for one round (phizoo + peer) is larger (default 40, quick 10)")
-    ap.add_argument("--max-memory-gb", type=float, default=6.0,
-                    help="skip a case whose predicted peak tensor memory on either side is larger (default 6)")
+    ap.add_argument("--max-memory-gb", type=float, default=10.0,
+                    help="skip a case whose predicted peak tensor memory on either side is larger (default 10, "
+                         "and at most half of the memory available when the run starts)")
+    ap.add_argument("--peer-python", default=None,
+                    help="use this interpreter for the peer instead of benchmarks/.venvs/<peer> (one peer only)")
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--setup-only", action="store_true", help="create the peer environments and stop")
     args = ap.parse_args(argv)
+    if args.peer_python and len(args.peers) != 1:
+        ap.error("--peer-python needs exactly one --peers entry")
     args.repeats = args.repeats or (3 if args.quick else 5)
     args.max_repeats = max(args.repeats, args.max_repeats or (3 if args.quick else 11))
     args.max_round_s = args.max_round_s or (10.0 if args.quick else 40.0)
+    args.max_memory_gb = min(args.max_memory_gb, 0.5 * available_memory_gb())
     args.case_budget = args.case_budget if args.case_budget is not None else (4.0 if args.quick else 12.0)
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.setup_only:
@@ -538,6 +586,7 @@ def main(argv=None) -> int:
     (HERE / "RESULTS.md").write_text(write_report(results))
     if results:
         plot(results)
+        plot_absolute(results)
     print(f"wrote {HERE / 'RESULTS.md'}")
     return 0
 
