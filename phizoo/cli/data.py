@@ -49,6 +49,7 @@ def register(sub) -> None:
                    help="md22: training budget B (train + val; required for unknown molecules); "
                         "oe62/qm9: number of training structures")
     c.add_argument("--val-size", type=int, help="oe62/qm9: number of validation structures")
+    c.add_argument("--test-size", type=int, help="oe62/qm9: number of test structures (default: all the rest)")
     c.add_argument("--val-fraction", type=float, default=0.05, help="md22: validation share of the budget (0.05)")
     c.add_argument("--molecule", help="md22: molecule name when the file name does not tell")
     c.add_argument("--target", default="total_energy_pbe0_vac_tier2", help="oe62: energy column (eV)")
@@ -110,9 +111,9 @@ def run_convert(args) -> int:
         elif args.dataset == "oe62":
             charges = None if str(args.charges).lower() == "none" else args.charges
             path = convert_oe62(args.src, args.output, target=args.target, charges=charges,
-                                train_size=args.train_size, val_size=args.val_size, **common)
+                                train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, **common)
         else:
-            path = convert_qm9(args.src, args.output, train_size=args.train_size, val_size=args.val_size, **common)
+            path = convert_qm9(args.src, args.output, train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, **common)
     except KeyboardInterrupt:
         print(f"\ninterrupted: {args.output} was not written; the records converted so far are kept and the "
               f"same command resumes (--restart discards them)", file=sys.stderr)

@@ -147,11 +147,14 @@ def random_split(n: int, sizes: dict[str, int], seed: int, rest: str | None = "t
 
 
 def train_val_test_split(n: int, seed: int, full: Sequence[int], full_total: int, full_label: str, policy: str,
-                         train_size: int | None = None, val_size: int | None = None):
-    """Shuffled train / val / rest-test split of ``n`` structures (OE62, QM9).
+                         train_size: int | None = None, val_size: int | None = None,
+                         test_size: int | None = None):
+    """Shuffled train / val / test split of ``n`` structures (OE62, QM9).
 
     Sizes: ``train_size``/``val_size`` when given, else the standard sizes ``full`` (of
-    ``full_total``) scaled by ``n / full_total``. Returns (splits, policy record).
+    ``full_total``) scaled by ``n / full_total``. The test split is the rest, or the next
+    ``test_size`` structures of the same permutation (the remainder then belongs to no split).
+    Returns (splits, policy record).
     """
     if train_size is not None or val_size is not None:
         n_train = int(train_size if train_size is not None else round_half_up(full[0] * n / full_total))
@@ -160,7 +163,11 @@ def train_val_test_split(n: int, seed: int, full: Sequence[int], full_total: int
     else:
         n_train, n_val = scaled_sizes(full, full_total, n)
         note = full_label if n == full_total else f"{full_label} of {full_total:,} scaled by {n}/{full_total:,}"
-    splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
+    if test_size is None:
+        splits = random_split(n, {"train": n_train, "val": n_val}, seed, rest="test")
+    else:
+        splits = random_split(n, {"train": n_train, "val": n_val, "test": int(test_size)}, seed, rest=None)
+        note += f"; test: {int(test_size)} structures (--test-size), the remaining {n - n_train - n_val - int(test_size)} in no split"
     return splits, {"policy": policy, "sizes_source": note}
 
 

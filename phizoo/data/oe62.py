@@ -70,12 +70,13 @@ class OE62Source(Source):
     dataset = "oe62"
 
     def __init__(self, path: str | Path, limit: int | None = None, target: str = DEFAULT_TARGET,
-                 charges: str | None = DEFAULT_CHARGES, train_size: int | None = None, val_size: int | None = None):
+                 charges: str | None = DEFAULT_CHARGES, train_size: int | None = None, val_size: int | None = None,
+                 test_size: int | None = None):
         import pandas as pd
 
         self.path = check_file(path, "OE62 JSON file")
         self.target, self.charges_column = target, (charges or None)
-        self.train_size, self.val_size = train_size, val_size
+        self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         try:
             df = pd.read_json(self.path, orient="split")
         except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
@@ -151,7 +152,7 @@ class OE62Source(Source):
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return train_val_test_split(n, seed, OE62_SPLIT, OE62_TOTAL, "the paper's 50,000 / 6,000",
                                     'OE62 (Φ-Module paper): shuffle with numpy.random.default_rng(seed).permutation, then train / val / rest test',
-                                    self.train_size, self.val_size)
+                                    self.train_size, self.val_size, self.test_size)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -168,7 +169,7 @@ class OE62Source(Source):
 
     def options(self) -> dict[str, Any]:
         return {"limit": self.n, "target": self.target, "charges": self.charges_column,
-                "train_size": self.train_size, "val_size": self.val_size}
+                "train_size": self.train_size, "val_size": self.val_size, "test_size": self.test_size}
 
 
 def _plain(x):

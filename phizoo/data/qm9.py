@@ -92,12 +92,13 @@ class QM9Source(Source):
     dataset = "qm9"
 
     def __init__(self, src: str | Path | None = None, limit: int | None = None, train_size: int | None = None,
-                 val_size: int | None = None):
+                 val_size: int | None = None,
+                 test_size: int | None = None):
         import pandas as pd
 
         self.from_package = src is None or str(src) == "qm9pack"
         self.paths = qm9_files(src)
-        self.train_size, self.val_size = train_size, val_size
+        self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         remaining = check_limit(limit)
         frames, self.rows = [], []  # rows: (file, row in file) per structure
         for path in self.paths:
@@ -211,7 +212,7 @@ class QM9Source(Source):
     def splits(self, n: int, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return train_val_test_split(n, seed, QM9_SPLIT, QM9_TOTAL, '110,000 / 10,000',
                                     'QM9: shuffle with numpy.random.default_rng(seed).permutation, then train / val / rest test',
-                                    self.train_size, self.val_size)
+                                    self.train_size, self.val_size, self.test_size)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -228,4 +229,4 @@ class QM9Source(Source):
         }
 
     def options(self) -> dict[str, Any]:
-        return {"limit": self.n, "train_size": self.train_size, "val_size": self.val_size}
+        return {"limit": self.n, "train_size": self.train_size, "val_size": self.val_size, "test_size": self.test_size}

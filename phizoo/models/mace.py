@@ -368,6 +368,23 @@ class SymmetricProductBasis(nn.Module):
         return from_ir_mul(self.fused_final(torch.cat(parts, dim=1), x, weight), self.irreps_out)
 
 
+def _is_fx_constant(key: str) -> bool:
+    """e3nn compiles its tensor products into torch.fx modules; ``copy.deepcopy`` of those turns
+    their constant tensors (Wigner 3j blocks, rebuilt from the irreps at construction) into
+    buffers named ``..._compiled_main_*._tensor_constant<i>``. They are not weights."""
+    return "._compiled_main" in key and "._tensor_constant" in key
+
+
+def _drop_fx_constants(module, state_dict, prefix, local_metadata) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix) and _is_fx_constant(k)]:
+        del state_dict[key]
+
+
+def _ignore_missing_fx_constants(module, incompatible_keys) -> None:
+    incompatible_keys.missing_keys[:] = [k for k in incompatible_keys.missing_keys if not _is_fx_constant(k)]
+    incompatible_keys.unexpected_keys[:] = [k for k in incompatible_keys.unexpected_keys if not _is_fx_constant(k)]
+
+
 class EdgeTensorProduct(nn.Module):
     r"""The one-particle-basis tensor product on the edges, summed into the target nodes.
 
@@ -557,6 +574,8 @@ class MACE(Backbone):
                                           onehot=elements is not None))
             irreps_in = irreps_out
         self.layers = nn.ModuleList(layers)
+        self.register_state_dict_post_hook(_drop_fx_constants)
+        self.register_load_state_dict_post_hook(_ignore_missing_fx_constants)
 
     def attributes(self, z: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Element attributes [N, attr_dim]: one-hot over ``elements`` or the learned embedding."""

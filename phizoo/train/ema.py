@@ -45,8 +45,10 @@ class EMA:
                 e.mul_(d).add_(p.detach(), alpha=1.0 - d)
             else:
                 e.copy_(p.detach())
-        for e, b in zip(self.module.buffers(), model.buffers()):
-            e.copy_(b)
+        live = dict(model.named_buffers())
+        for name, e in self.module.named_buffers():
+            if name in live:  # a deep copy may hold extra constant buffers (e3nn fx modules)
+                e.copy_(live[name])
         self.num_updates += 1
 
     @torch.no_grad()

@@ -263,3 +263,19 @@ def test_training_step_reduces_loss(model):
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def test_state_dict_survives_deepcopy_and_strict_load(model):
+    """EMA and fine-tuning copy models with ``copy.deepcopy``; the copy must have the same state-dict
+    keys and load strictly into a freshly built model (e3nn fx constants are not weights)."""
+    import copy
+
+    name = type(model.backbone).__module__.rsplit(".", 1)[-1]
+    twin = copy.deepcopy(model)
+    assert sorted(twin.state_dict()) == sorted(model.state_dict())
+    fresh = make_model(name, model.phi is not None, seed=1)
+    fresh.load_state_dict(twin.state_dict(), strict=True)
+    mol = random_molecule(6, seed=9)
+    close(run(fresh, mol)["energy"], run(model, mol)["energy"])
