@@ -64,6 +64,13 @@ def fermi_level(lam: torch.Tensor, valid: torch.Tensor, k: int, tau: float, tol:
     lo = np.where(any_finite, np.where(finite, loglam, np.inf).min(-1), 0.0) - 60.0 * tau
     hi = np.where(any_finite, np.where(finite, loglam, -np.inf).max(-1), 0.0) + 60.0 * tau
     x = 0.5 * (lo + hi)
+    # start between the k-th and (k+1)-th eigenvalue (ascending, padding last): where Σw = k
+    # for vanishing smearing, so Newton needs only a few steps
+    n_valid = valid_np.sum(-1)
+    if loglam.shape[-1] > k >= 1:
+        guess = 0.5 * (loglam[:, k - 1] + loglam[:, k])
+        use = (n_valid > k) & np.isfinite(guess) & (guess > lo) & (guess < hi)
+        x = np.where(use, guess, x)
     for _ in range(200):
         with np.errstate(all="ignore"):
             occ = 1.0 / (1.0 + np.exp(-(x[:, None] - loglam) / tau))

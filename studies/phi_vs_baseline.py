@@ -1,0 +1,150 @@
+"""The Φ-versus-baseline study and the shipped pretrained weights, in one command.
+
+    python studies/phi_vs_baseline.py all          # data -> train -> publish -> report
+    python studies/phi_vs_baseline.py train --jobs 2
+    python studies/phi_vs_baseline.py publish      # seed-0 checkpoints -> pretrained/ + manifest
+    python studies/phi_vs_baseline.py report       # LEADERBOARD.md, plots, studies/results/*.json
+
+Every run is ``phizoo train --config zoo_configs/<model>-<dataset>.yaml`` with ``model.phi`` set
+to false or true and a seed: base and Φ share the config, split and budget. Runs go to
+``runs/study/<dataset>/<model>-<base|phi>-s<seed>``; finished runs are skipped and interrupted
+runs resume, so the command can be repeated after a stop. Each process uses one thread.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODELS = ("painn", "visnet", "e2gnn", "mace")
+MD22_MOLECULE = "Ac-Ala3-NHMe"
+DATA = {
+    "qm9": ROOT / "data" / "qm9.lmdb",
+    "md22": ROOT / "data" / "xtb" / f"{MD22_MOLECULE}_gfn2xtb_500K.lmdb",
+}
+NPZ = DATA["md22"].with_suffix(".npz")
+# seeds per (dataset, model): three seeds where the budget allows (the two cheapest backbones on QM9)
+SEEDS = {("qm9", "painn"): (0, 1, 2), ("qm9", "e2gnn"): (0, 1, 2)}
+RUNS = ROOT / "runs" / "study"
+RESULTS = ROOT / "studies" / "results"
+# published ids: <model>[-phi]-<dataset id>; the QM9 models are the defaults of load_model
+DATASET_IDS = {"qm9": "qm9", "md22": "md22-xtb-ac-ala3"}
+DEFAULT_DATASET = "qm9"
+
+
+def phizoo_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "phizoo.cli.main", *args]
+
+
+def run_dir(dataset: str, model: str, phi: bool, seed: int) -> Path:
+    return RUNS / dataset / f"{model}-{'phi' if phi else 'base'}-s{seed}"
+
+
+def plan() -> list[tuple[str, str, bool, int]]:
+    """(dataset, model, phi, seed); seed-0 runs (the published weights) first, slowest first."""
+    runs = []
+    for seed in (0, 1, 2):
+        for dataset in ("qm9", "md22"):
+            for model in ("visnet", "mace", "e2gnn", "painn"):
+                if seed in SEEDS.get((dataset, model), (0,)):
+                    runs += [(dataset, model, phi, seed) for phi in (False, True)]
+    return runs
+
+
+def finished(path: Path) -> bool:
+    import json
+
+    card = path / "best.json"
+    return card.exists() and "test" in json.loads(card.read_text()).get("metrics", {})
+
+
+# ----------------------------------------------------------------------------- steps
+
+def prepare_data() -> None:
+    if not DATA["qm9"].exists():
+        subprocess.run(phizoo_cmd("data", "convert", "qm9", "-o", str(DATA["qm9"]), "--train-size", "10000",
+                                  "--val-size", "1000", "--test-size", "10000"), check=True, cwd=ROOT)
+    if not DATA["md22"].exists():
+        if not NPZ.exists():  # GFN2-xTB Langevin MD at 500 K, 5000 frames (~21 min on one core)
+            subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "5000",
+                                      "-o", str(NPZ)), check=True, cwd=ROOT, env=_one_thread())
+        subprocess.run(phizoo_cmd("data", "convert", "md22", str(NPZ), "-o", str(DATA["md22"]), "--molecule",
+                                  MD22_MOLECULE, "--train-size", "1000"), check=True, cwd=ROOT)
+
+
+def _one_thread() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
+    out = run_dir(dataset, model, phi, seed)
+    tag = f"{dataset}/{out.name}"
+    if finished(out):
+        return f"{tag}: done before"
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = phizoo_cmd("train", "--config", f"zoo_configs/{model}-{dataset}.yaml", "--data", str(DATA[dataset]),
+                     "-o", str(out), "--seed", str(seed), "--set", f"model.phi={str(phi).lower()}", "--no-progress")
+    if (out / "trainer_state.pt").exists():
+        cmd.append("--resume")
+    t0 = time.time()
+    with open(out / "train.log", "a") as log:
+        rc = subprocess.run(cmd, cwd=ROOT, env=_one_thread(), stdout=log, stderr=subprocess.STDOUT).returncode
+    status = "ok" if rc == 0 and finished(out) else f"FAILED (exit {rc}, see {out / 'train.log'})"
+    return f"{tag}: {status} in {time.time() - t0:.0f} s"
+
+
+def train(jobs: int) -> None:
+    runs = plan()
+    print(f"{len(runs)} runs, {jobs} at a time, one thread each", flush=True)
+    with ThreadPoolExecutor(jobs) as pool:
+        for msg in pool.map(lambda r: train_one(*r), runs):
+            print(msg, flush=True)
+
+
+def publish() -> None:
+    """Copy each seed-0 best checkpoint to ``pretrained/`` and record its sha256 in the manifest."""
+    import shutil
+
+    from phizoo.pretrained import register_in_manifest
+
+    dest = ROOT / "pretrained"
+    for dataset, model, phi, seed in plan():
+        src = run_dir(dataset, model, phi, seed)
+        if seed != 0 or not finished(src):
+            continue
+        entry_id = f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}"
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(src / f"best{suffix}", dest / f"{entry_id}{suffix}")
+        register_in_manifest(dest / entry_id, entry_id, DATASET_IDS[dataset], default=dataset == DEFAULT_DATASET)
+        print(f"published {entry_id}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", choices=["data", "train", "publish", "report", "all"])
+    p.add_argument("--jobs", type=int, default=2, help="processes at a time (one thread each)")
+    p.add_argument("--nve-models", default=",".join(MODELS), help="backbones whose MD22-xTB base and Φ models "
+                                                                 "run the 10 ps NVE test (comma-separated)")
+    args = p.parse_args(argv)
+    if args.step in ("data", "train", "all"):
+        prepare_data()
+    if args.step in ("train", "all"):
+        train(args.jobs)
+    if args.step in ("publish", "all"):
+        publish()
+    if args.step in ("report", "all"):
+        from studies.report import report
+
+        report(tuple(m for m in args.nve_models.split(",") if m), jobs=args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

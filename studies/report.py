@@ -1,0 +1,378 @@
+"""Report of the Φ-versus-baseline study: ``LEADERBOARD.md``, plots and ``studies/results/*.json``.
+
+Reads the finished runs of :mod:`studies.phi_vs_baseline` and adds three measurements:
+
+* **test errors**: the test metrics in each run's model card (best validation epoch, EMA
+  weights), as mean ± sample std over seeds;
+* **charges**: the Φ charges of each seed-0 Φ model against the reference charges stored in
+  the data (QM9: Mulliken, B3LYP; MD22-xTB: GFN2-xTB), on the test split: Pearson r over all
+  atoms, per element, and the MAE;
+* **NVE**: 10 ps of velocity-Verlet MD (0.5 fs, float64 weights, ASE) with each MD22-xTB
+  model from a test frame with 300 K Maxwell–Boltzmann velocities: total-energy drift (slope
+  of a linear fit, meV/ps) and the largest excursion from the start.
+
+The per-dataset leaderboards (accuracy, inference time, peak memory of the published seed-0
+checkpoints) come from :func:`phizoo.eval.leaderboard.leaderboard`, the function behind
+``phizoo leaderboard``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from studies.phi_vs_baseline import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, finished, plan, run_dir
+
+NVE_STEPS = 20000          # 10 ps at 0.5 fs
+NVE_TIMESTEP_FS = 0.5
+NVE_TEMPERATURE_K = 300.0
+NVE_RECORD_EVERY = 20
+CHARGE_STRUCTURES = {"qm9": 2000, "md22": 500}
+THEORY = {"qm9": "QM9: B3LYP/6-31G(2df,p) U0, Mulliken charges",
+          "md22": "Ac-Ala3-NHMe, MD22-format, GFN2-xTB (tblite) energies/forces/charges at 500 K — "
+                  "not the PBE+MBD of the real MD22"}
+ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
+
+
+# ----------------------------------------------------------------------------- test errors
+
+def collect_runs() -> list[dict]:
+    rows = []
+    for dataset, model, phi, seed in plan():
+        path = run_dir(dataset, model, phi, seed)
+        if not finished(path):
+            continue
+        card = json.loads((path / "best.json").read_text())
+        test = card["metrics"]["test"]
+        rows.append({"dataset": dataset, "model": model, "phi": phi, "seed": seed,
+                     "energy_mae_meV": test.get("energy_mae_meV"), "forces_mae_meV_per_A": test.get("forces_mae_meV_per_A"),
+                     "epochs": card["training"]["epochs_completed"], "best_epoch": card["training"]["best_epoch"],
+                     "train_time_s": card["training"]["time_s"], "parameters": card["num_parameters"]})
+    return rows
+
+
+def _stats(values: list[float]) -> dict:
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else None, "n": int(v.size)}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for dataset in ("qm9", "md22"):
+        for model in MODELS:
+            entry = {"dataset": dataset, "model": model}
+            for phi in (False, True):
+                sel = [r for r in rows if r["dataset"] == dataset and r["model"] == model and r["phi"] == phi]
+                tag = "phi" if phi else "base"
+                entry[f"{tag}_energy"] = _stats([r["energy_mae_meV"] for r in sel])
+                entry[f"{tag}_forces"] = _stats([r["forces_mae_meV_per_A"] for r in sel])
+                entry[f"{tag}_seeds"] = [r["seed"] for r in sel]
+                entry[f"{tag}_time_s"] = _stats([r["train_time_s"] for r in sel])["mean"]
+            if entry["base_energy"]["n"] or entry["phi_energy"]["n"]:
+                out.append(entry)
+    return out
+
+
+# ----------------------------------------------------------------------------- charges
+
+def charge_agreement(dataset: str, model_name: str) -> dict | None:
+    import torch
+
+    from phizoo.pretrained import load_checkpoint
+    from phizoo.train.data import chunk, collate, open_dataset, split_indices
+
+    stem = run_dir(dataset, model_name, True, 0) / "best"
+    if not finished(stem.parent):
+        return None
+    torch.set_num_threads(1)
+    model = load_checkpoint(stem).eval()
+    ds = open_dataset(DATA[dataset])
+    idx = split_indices(ds, "test")[:CHARGE_STRUCTURES[dataset]]
+    pred, ref, z = [], [], []
+    for b in chunk(idx, 64):
+        batch = collate([ds[i] for i in b])
+        out = model(batch)
+        pred.append(out["charges"].detach().double().numpy())
+        ref.append(batch.charges.double().numpy())
+        z.append(batch.z.numpy())
+    pred, ref, z = np.concatenate(pred), np.concatenate(ref), np.concatenate(z)
+    res = {"dataset": dataset, "model": model_name, "structures": len(idx), "atoms": int(z.size),
+           "pearson_r": float(np.corrcoef(pred, ref)[0, 1]), "mae_e": float(np.abs(pred - ref).mean()),
+           "pred_std_e": float(pred.std()), "ref_std_e": float(ref.std()), "per_element": {}}
+    for el in np.unique(z):
+        m = z == el
+        r = float(np.corrcoef(pred[m], ref[m])[0, 1]) if m.sum() > 2 and pred[m].std() > 0 else None
+        res["per_element"][ELEMENTS.get(int(el), str(el))] = {
+            "atoms": int(m.sum()), "pearson_r": r, "mae_e": float(np.abs(pred[m] - ref[m]).mean()),
+            "pred_mean_e": float(pred[m].mean()), "ref_mean_e": float(ref[m].mean())}
+    sample = np.random.default_rng(0).choice(z.size, size=min(z.size, 4000), replace=False)
+    res["_scatter"] = {"pred": pred[sample].tolist(), "ref": ref[sample].tolist(), "z": z[sample].tolist()}
+    return res
+
+
+# ----------------------------------------------------------------------------- NVE
+
+def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
+    import torch
+    from ase import Atoms, units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md.verlet import VelocityVerlet
+
+    from phizoo.calculator import PhiZooCalculator
+    from phizoo.pretrained import load_checkpoint
+    from phizoo.train.data import open_dataset, split_indices
+
+    stem = run_dir("md22", model_name, phi, 0) / "best"
+    if not finished(stem.parent):
+        return None
+    torch.set_num_threads(1)
+    model = load_checkpoint(stem, dtype=torch.float64).eval()
+    ds = open_dataset(DATA["md22"])
+    frame = ds[split_indices(ds, "test")[0]]
+    atoms = Atoms(numbers=frame.z.numpy(), positions=frame.pos.double().numpy())
+    atoms.calc = PhiZooCalculator(model)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=NVE_TEMPERATURE_K, rng=np.random.default_rng(0))
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    dyn = VelocityVerlet(atoms, timestep=NVE_TIMESTEP_FS * units.fs)
+    t, etot, temp = [], [], []
+
+    def record():
+        e = atoms.get_potential_energy() + atoms.get_kinetic_energy()
+        t.append(dyn.nsteps * NVE_TIMESTEP_FS / 1000.0)
+        etot.append(e)
+        temp.append(atoms.get_temperature())
+
+    dyn.attach(record, interval=NVE_RECORD_EVERY)
+    t0 = time.perf_counter()
+    status = "completed"
+    for _ in range(steps // NVE_RECORD_EVERY):
+        dyn.run(NVE_RECORD_EVERY)
+        if not np.isfinite(etot[-1]) or abs(etot[-1] - etot[0]) > 10.0:
+            status = f"stopped at {t[-1]:.2f} ps: |ΔE| > 10 eV or not finite"
+            break
+    wall = time.perf_counter() - t0
+    t_arr, e_arr = np.asarray(t), np.asarray(etot) - etot[0]
+    slope = float(np.polyfit(t_arr, e_arr, 1)[0]) * 1e3 if len(t_arr) > 2 else None
+    return {"model": model_name, "phi": phi, "status": status, "simulated_ps": float(t_arr[-1]),
+            "drift_meV_per_ps": slope, "drift_meV_per_ps_per_atom": slope / len(atoms) if slope is not None else None,
+            "max_abs_dE_meV": float(np.abs(e_arr).max() * 1e3), "mean_temperature_K": float(np.mean(temp)),
+            "ms_per_step": wall / max(dyn.nsteps, 1) * 1e3, "atoms": len(atoms),
+            "_trace": {"t_ps": t_arr.tolist(), "dE_meV": (e_arr * 1e3).tolist()}}
+
+
+def _nve_job(args):
+    return nve(*args)
+
+
+# ----------------------------------------------------------------------------- leaderboards
+
+def leaderboards() -> dict[str, list[dict]]:
+    from phizoo.eval.leaderboard import leaderboard
+    from phizoo.train.data import open_dataset
+
+    boards = {}
+    for dataset in ("qm9", "md22"):
+        refs, names = [], []
+        for model in MODELS:
+            for phi in (False, True):
+                stem = run_dir(dataset, model, phi, 0) / "best"
+                if finished(stem.parent):
+                    refs.append(str(stem))
+                    names.append(f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}")
+        if refs:
+            boards[dataset] = leaderboard(refs, open_dataset(DATA[dataset]), split="test", names=names,
+                                          output_dir=RESULTS / f"leaderboard-{dataset}",
+                                          title=f"{DATASET_IDS[dataset]} test split")
+    return boards
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    panels = [("qm9", "energy", "QM9 test energy MAE (meV)"), ("md22", "energy", "MD22-xTB test energy MAE (meV)"),
+              ("md22", "forces", "MD22-xTB test force MAE (meV/Å)")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    rows = collect_runs()
+    for ax, (dataset, what, title) in zip(axes, panels):
+        entries = [e for e in summary if e["dataset"] == dataset]
+        for j, e in enumerate(entries):
+            for k, phi in enumerate((False, True)):
+                s = e[f"{'phi' if phi else 'base'}_{what}"]
+                if not s["n"]:
+                    continue
+                x = j + (0.2 if phi else -0.2)
+                ax.bar(x, s["mean"], width=0.38, color="C1" if phi else "C0", yerr=s["std"] or 0, capsize=3,
+                       label=("Φ" if phi else "base") if j == 0 else None)
+                pts = [r[f"{what}_mae_meV" if what == "energy" else "forces_mae_meV_per_A"] for r in rows
+                       if r["dataset"] == dataset and r["model"] == e["model"] and r["phi"] == phi]
+                ax.plot([x] * len(pts), pts, "k.", ms=4)
+        ax.set_xticks(range(len(entries)), [e["model"] for e in entries])
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths["errors"] = str(RESULTS / "study_errors.png")
+    fig.savefig(paths["errors"], dpi=120)
+    plt.close(fig)
+
+    if charges:
+        fig, axes = plt.subplots(1, len(charges), figsize=(3.2 * len(charges), 3.2), squeeze=False)
+        for ax, c in zip(axes[0], charges):
+            sc = c["_scatter"]
+            for el in sorted(set(sc["z"])):
+                m = np.asarray(sc["z"]) == el
+                ax.plot(np.asarray(sc["ref"])[m], np.asarray(sc["pred"])[m], ".", ms=2, label=ELEMENTS.get(el, el))
+            ax.set_title(f"{c['model']} Φ, {DATASET_IDS[c['dataset']]}\nr = {c['pearson_r']:.2f}", fontsize=9)
+            ax.set_xlabel("reference charge (e)", fontsize=8)
+            ax.set_ylabel("Φ charge (e)", fontsize=8)
+            ax.legend(fontsize=6, markerscale=3)
+        fig.tight_layout()
+        paths["charges"] = str(RESULTS / "study_charges.png")
+        fig.savefig(paths["charges"], dpi=120)
+        plt.close(fig)
+
+    if nves:
+        fig, ax = plt.subplots(figsize=(6.5, 3.8))
+        for i, r in enumerate(nves):
+            ax.plot(r["_trace"]["t_ps"], r["_trace"]["dE_meV"], color=f"C{i // 2}", ls="-" if r["phi"] else "--",
+                    lw=1, label=f"{r['model']}{' Φ' if r['phi'] else ''}")
+        ax.set_xlabel("time (ps)")
+        ax.set_ylabel("E_total(t) − E_total(0) (meV)")
+        ax.set_title("NVE, Ac-Ala3-NHMe, MD22-xTB models, 0.5 fs, float64", fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        paths["nve"] = str(RESULTS / "study_nve.png")
+        fig.savefig(paths["nve"], dpi=120)
+        plt.close(fig)
+    return paths
+
+
+# ----------------------------------------------------------------------------- markdown
+
+def _pm(s: dict, digits: int = 1) -> str:
+    if not s["n"]:
+        return "–"
+    txt = f"{s['mean']:.{digits}f}"
+    if s["std"] is not None:
+        txt += f" ± {s['std']:.{digits}f}"
+    return txt + f" (n={s['n']})"
+
+
+def _delta(base: dict, phi: dict) -> str:
+    if not base["n"] or not phi["n"]:
+        return "–"
+    d = 100.0 * (phi["mean"] - base["mean"]) / base["mean"]
+    spread = max(base["std"] or 0.0, phi["std"] or 0.0)
+    verdict = ""
+    if base["n"] > 1 and phi["n"] > 1:
+        verdict = " (within seed spread)" if abs(phi["mean"] - base["mean"]) <= spread else ""
+    return f"{d:+.0f} %{verdict}"
+
+
+def markdown(summary, charges, nves, boards, plots, hardware) -> str:
+    from phizoo.eval.leaderboard import markdown_table
+
+    L = ["# phizoo leaderboard and the Φ-versus-baseline study", "",
+         "Generated by `python studies/phi_vs_baseline.py report` (leaderboards: `phizoo.eval.leaderboard`, the "
+         f"code behind `phizoo leaderboard`) on {time.strftime('%Y-%m-%d')}; {hardware}. Every number below "
+         "comes from the committed scripts and configs; nothing is typed in by hand.", "",
+         "Data and theory levels:", ""]
+    L += [f"* **{DATASET_IDS[d]}**: {THEORY[d]}." for d in ("qm9", "md22")]
+    L += ["", "Training: `zoo_configs/<model>-<dataset>.yaml`, `cpu` presets, one CPU thread per run, the same "
+          "config, split and epoch budget for base and Φ (only `model.phi` differs). Small models and short "
+          "budgets (minutes per run on a 2-core machine): these errors are far from the paper's converged "
+          "numbers and compare base with Φ at equal cost, nothing more.", "",
+          "## Test errors, base vs Φ (mean ± sample std over seeds)", "",
+          "| dataset | backbone | base energy MAE (meV) | Φ energy MAE (meV) | Φ vs base | base force MAE (meV/Å) "
+          "| Φ force MAE (meV/Å) | Φ vs base (forces) | train time base / Φ (min) |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in summary:
+        forces = e["dataset"] == "md22"
+        tb, tp = e["base_time_s"], e["phi_time_s"]
+        L.append(f"| {DATASET_IDS[e['dataset']]} | {e['model']} | {_pm(e['base_energy'])} | {_pm(e['phi_energy'])} | "
+                 f"{_delta(e['base_energy'], e['phi_energy'])} | "
+                 f"{_pm(e['base_forces']) if forces else '–'} | {_pm(e['phi_forces']) if forces else '–'} | "
+                 f"{_delta(e['base_forces'], e['phi_forces']) if forces else '–'} | "
+                 f"{(tb or 0) / 60:.1f} / {(tp or 0) / 60:.1f} |")
+    if "errors" in plots:
+        L += ["", f"![test errors]({os.path.relpath(plots['errors'], ROOT)})"]
+    for dataset, rows in boards.items():
+        L += ["", f"## Leaderboard: {DATASET_IDS[dataset]} (published seed-0 checkpoints, full test split)", "",
+              markdown_table(rows),
+              "Inference: energy (+ forces on MD22-xTB), median of timed passes, one thread. Memory: peak CPU tensor "
+              "memory of a pass (torch profiler).", "",
+              f"![leaderboard {dataset}]({os.path.relpath(RESULTS / f'leaderboard-{dataset}' / 'leaderboard.png', ROOT)})"]
+    if charges:
+        L += ["", "## Φ charges against reference charges (test split)", "",
+              "The Φ charges are latent: no loss term ever sees a reference charge (tied ρ = Lφ, net charge "
+              "constrained). Pearson r over all atoms and per element; MAE in e.", "",
+              "| data | Φ model | atoms | r (all) | MAE (e) | " + " | ".join(f"r {el}" for el in ELEMENTS.values()) + " |",
+              "|---|---|---:|---:|---:|" + "---:|" * len(ELEMENTS)]
+        for c in charges:
+            per = [c["per_element"].get(el, {}).get("pearson_r") for el in ELEMENTS.values()]
+            L.append(f"| {DATASET_IDS[c['dataset']]} | {c['model']} | {c['atoms']:,} | {c['pearson_r']:+.2f} | "
+                     f"{c['mae_e']:.3f} | " + " | ".join("–" if v is None else f"{v:+.2f}" for v in per) + " |")
+        if "charges" in plots:
+            L += ["", f"![charges]({os.path.relpath(plots['charges'], ROOT)})"]
+    if nves:
+        L += ["", "## NVE energy conservation (MD22-xTB models, Ac-Ala3-NHMe, 42 atoms)", "",
+              f"Velocity Verlet, {NVE_TIMESTEP_FS} fs, {NVE_STEPS * NVE_TIMESTEP_FS / 1000:.0f} ps, float64 weights, "
+              f"start: first test frame, {NVE_TEMPERATURE_K:.0f} K Maxwell–Boltzmann velocities (no net momentum "
+              "or rotation). Drift: slope of a linear fit to E_total(t).", "",
+              "| model | Φ | status | simulated (ps) | drift (meV/ps) | drift (meV/ps/atom) | max abs ΔE (meV) | "
+              "mean T (K) | ms/step |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in nves:
+            L.append(f"| {r['model']} | {'yes' if r['phi'] else 'no'} | {r['status']} | {r['simulated_ps']:.2f} | "
+                     f"{r['drift_meV_per_ps']:+.3f} | {r['drift_meV_per_ps_per_atom']:+.4f} | "
+                     f"{r['max_abs_dE_meV']:.2f} | {r['mean_temperature_K']:.0f} | {r['ms_per_step']:.1f} |")
+        if "nve" in plots:
+            L += ["", f"![NVE]({os.path.relpath(plots['nve'], ROOT)})"]
+    return "\n".join(L) + "\n"
+
+
+def report(nve_models: tuple[str, ...] = MODELS, jobs: int = 2) -> Path:
+    from phizoo.train.trainer import hardware
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = collect_runs()
+    summary = summarise(rows)
+    jobs_charges = [(d, m) for d in ("qm9", "md22") for m in MODELS]
+    jobs_nve = [(m, phi) for m in nve_models for phi in (False, True)]
+    with ProcessPoolExecutor(jobs, initializer=_single_thread) as pool:
+        charges = [c for c in pool.map(_charges_job, jobs_charges) if c]
+        nves = [r for r in pool.map(_nve_job, jobs_nve) if r]
+    _single_thread()
+    boards = leaderboards()
+    plots = _plots(summary, charges, nves)
+    hw = hardware()
+    hw_text = f"{hw.get('cpu', 'CPU')}, {hw.get('cpu_count')} cores, torch {hw.get('torch')}"
+    strip = lambda items: [{k: v for k, v in x.items() if not k.startswith("_")} for x in items]  # noqa: E731
+    (RESULTS / "study.json").write_text(json.dumps({"runs": rows, "summary": summary, "charges": strip(charges),
+                                                    "nve": strip(nves), "hardware": hw}, indent=2) + "\n")
+    out = ROOT / "LEADERBOARD.md"
+    out.write_text(markdown(summary, charges, nves, boards, plots, hw_text))
+    print(f"wrote {out} and {RESULTS}/")
+    return out
+
+
+def _single_thread():
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def _charges_job(args):
+    return charge_agreement(*args)
