@@ -14,12 +14,23 @@ def run(args) -> int:
     from ..registry import build_model, list_models, model_config
 
     if args.pretrained:
+        import json
+
+        from ..pretrained import manifest_path
+
         entries = available_pretrained()
         if not entries:
-            print("no pretrained checkpoints are shipped yet (pretrained/manifest.json is empty)")
+            print("no pretrained checkpoints are shipped (pretrained/manifest.json is empty)")
+            return 0
+        print(f"{'id':30s} {'model':7s} {'phi':5s} {'dataset':17s} {'test E MAE':>12s} {'test F MAE':>13s}  theory")
         for e in entries:
-            print(f"{e['id']:32s} model={e['model']:8s} phi={str(e['phi']).lower():5s} dataset={e['dataset']}"
-                  f"{'  (default)' if e.get('default') else ''}")
+            card = json.loads((manifest_path().parent / e["card"]).read_text())
+            test = card.get("metrics", {}).get("test", {})
+            fmae = test.get("forces_mae_meV_per_A")
+            print(f"{e['id']:30s} {e['model']:7s} {str(e['phi']).lower():5s} {e['dataset']:17s} "
+                  f"{test.get('energy_mae_meV', float('nan')):8.1f} meV "
+                  f"{'–' if fmae is None else f'{fmae:.1f}':>7s} meV/Å  "
+                  f"{card.get('dataset', {}).get('level_of_theory', '?')}{'  (default)' if e.get('default') else ''}")
         return 0
     print(f"{'model':8s} {'phi':5s} {'preset':8s} {'parameters':>12s}  reference")
     for name in list_models():

@@ -51,6 +51,14 @@ def test_split_sizes_scaled_disjoint_reproducible(tmp_path, oe62_file):
     s = d.metadata["splits"]["sizes"]
     assert s == {"train": 50, "val": 20, "test": 30, "train_10": 10, "train_25": 25}
     assert set(d.split_indices("train_10")) <= set(d.split_indices("train_25")) <= set(d.split_indices("train"))
+    # a fixed-size test split: the same permutation continued, the rest in no split
+    e = LmdbDataset(convert_oe62(oe62_file, tmp_path / "e.lmdb", train_size=50, val_size=20, test_size=12))
+    assert e.metadata["splits"]["sizes"] == {"train": 50, "val": 20, "test": 12}
+    for k in ("train", "val"):
+        assert np.array_equal(e.split_indices(k), d.split_indices(k))
+    assert set(e.split_indices("test")) < set(d.split_indices("test"))
+    with pytest.raises(DataError, match="need 101 structures"):
+        convert_oe62(oe62_file, tmp_path / "f.lmdb", train_size=50, val_size=20, test_size=31)
 
 
 def test_references_fitted_on_train_only(tmp_path):

@@ -182,9 +182,13 @@ def test_config_overrides_and_unknown_keys(tmp_path):
         make_config(parse_override("optimizer.lrr=1"))
     from phizoo.registry import repo_root
 
-    for name in ("painn-qm9", "painn-md22"):
-        c = load_config(repo_root() / "zoo_configs" / f"{name}.yaml")
-        assert c["model"]["name"] == "painn" and c["model"]["phi"] is True and c["seed"] == 42
+    import phizoo
+
+    for model in phizoo.list_models():  # every backbone has a training config per shipped dataset
+        for dataset in ("qm9", "md22"):
+            c = load_config(repo_root() / "zoo_configs" / f"{model}-{dataset}.yaml")
+            assert c["model"]["name"] == model and c["model"]["phi"] is True and c["data"]["dataset"] == dataset
+            assert c["model"]["preset"] == "cpu" and (c["loss"]["forces"] > 0) == (dataset == "md22")
 
 
 def test_selected_model_is_the_best_validation_epoch_without_output_dir(data):
