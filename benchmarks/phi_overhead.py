@@ -9,7 +9,7 @@ worker process (``--worker``): time = median of ``--inner`` energy+force evaluat
 warm-up; memory = peak RSS growth of the process during those evaluations (everything:
 torch tensors, scipy's sparse LU and eigenvectors, allocator caches) and the peak of torch
 tensor memory alone. Base and Φ workers alternate, ``--repeats`` times, so machine load hits
-both alike. Writes ``benchmarks/results/phi_overhead.{json,md,png}``.
+both alike. Writes ``benchmarks/results/phi_overhead_<preset>.{json,md,png}``.
 """
 from __future__ import annotations
 
@@ -61,10 +61,14 @@ def worker(args) -> dict:
     data = Batch.from_data_list([Data(z=torch.tensor(z), pos=torch.tensor(pos, dtype=torch.float32))])
     torch.manual_seed(0)
     model = phizoo.build_model(args.model, phi=args.phi, preset=args.preset).eval()
+    t = time.perf_counter()
     model(data)  # warm-up
+    model(data)
+    warm = (time.perf_counter() - t) / 2
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
-    for _ in range(args.inner):
+    # small systems: enough evaluations for ~1 s of timing, so the median is not one scheduler tick
+    for _ in range(max(args.inner, min(500, int(1.0 / max(warm, 1e-4))))):
         t = time.perf_counter()
         model(data)
         times.append(time.perf_counter() - t)
@@ -157,7 +161,7 @@ def main() -> int:
     meta = {"preset": a.preset, "threads": a.threads, "repeats": repeats, "inner": a.inner,
             "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M")}
-    (RESULTS / "phi_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / f"phi_overhead_{a.preset}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [f"# Φ-Module overhead ({a.preset} preset, {a.threads} threads, median of {repeats}×{a.inner})", "",
              "| model | atoms | base (s) | Φ (s) | time overhead | tensor peak base / Φ (MB) | memory overhead | process peak RSS base / Φ (MB) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -166,8 +170,8 @@ def main() -> int:
         memo = "–" if r["tensor_memory_overhead_pct"] is None else f"{r['tensor_memory_overhead_pct']:+.1f} %"
         lines.append(f"| {r['model']} | {r['atoms']} | {r['base_time_s']:.3f} | {r['phi_time_s']:.3f} | "
                      f"{r['time_overhead_pct']:+.1f} % | {mem} | {memo} | {r['base_rss_peak_mb']:.0f} / {r['phi_rss_peak_mb']:.0f} |")
-    (RESULTS / "phi_overhead.md").write_text("\n".join(lines) + "\n")
-    plot(rows, RESULTS / "phi_overhead.png")
+    (RESULTS / f"phi_overhead_{a.preset}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / f"phi_overhead_{a.preset}.png")
     print("\n".join(lines))
     return 0
 

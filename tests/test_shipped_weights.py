@@ -82,7 +82,8 @@ def qm9_db(tmp_path_factory):
     pytest.importorskip("pandas")
     from phizoo.data import convert_qm9
 
-    card = json.loads((manifest_path().parent / _entry("painn", True, "qm9")["card"]).read_text())
+    entry = next(e for e in ENTRIES if e["dataset"] == "qm9")
+    card = json.loads((manifest_path().parent / entry["card"]).read_text())
     opts = card["dataset"]["source"]["options"]
     try:
         path = convert_qm9(None, tmp_path_factory.mktemp("qm9") / "qm9.lmdb", seed=42, train_size=opts["train_size"],
