@@ -231,8 +231,14 @@ def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[s
     plt.close(fig)
 
     if charges:
-        fig, axes = plt.subplots(1, len(charges), figsize=(3.2 * len(charges), 3.2), squeeze=False)
-        for ax, c in zip(axes[0], charges):
+        datasets = sorted({c["dataset"] for c in charges}, key=("qm9", "md22").index)
+        fig, axes = plt.subplots(len(datasets), len(MODELS), figsize=(3.2 * len(MODELS), 3.2 * len(datasets)),
+                                 squeeze=False)
+        for ax in axes.ravel():
+            ax.set_visible(False)
+        for c in charges:
+            ax = axes[datasets.index(c["dataset"]), MODELS.index(c["model"])]
+            ax.set_visible(True)
             sc = c["_scatter"]
             for el in sorted(set(sc["z"])):
                 m = np.asarray(sc["z"]) == el

@@ -22,6 +22,7 @@ def register(sub) -> None:
     lb.add_argument("--models", nargs="+", required=True, help="checkpoints (paths/stems) or pretrained ids")
     lb.add_argument("--names", nargs="+", help="display names (same order as --models)")
     lb.add_argument("--split", default="test")
+    lb.add_argument("--limit", type=int, help="only the first N structures of the split")
     lb.add_argument("-o", "--output", required=True, help="directory for leaderboard.{md,csv,json,png}")
     lb.add_argument("--batch-size", type=int, default=32)
     lb.add_argument("--device", default="cpu")
@@ -71,12 +72,16 @@ def run_eval(args) -> int:
 
 def run_leaderboard(args) -> int:
     from ..eval.leaderboard import leaderboard, markdown_table
-    from ..train.data import open_dataset
+    from ..train.data import open_dataset, split_indices
 
     if args.names and len(args.names) != len(args.models):
         raise ValueError(f"--names has {len(args.names)} entries for {len(args.models)} models")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     dataset = open_dataset(args.data)
-    rows = leaderboard(args.models, dataset, split=args.split, batch_size=args.batch_size, device=args.device,
+    indices = split_indices(dataset, args.split)[:args.limit] if args.limit else None
+    rows = leaderboard(args.models, dataset, indices=indices, split=args.split, batch_size=args.batch_size,
+                       device=args.device,
                        output_dir=args.output, names=args.names, repeats=args.repeats,
                        memory=not args.no_memory)
     print(markdown_table(rows), end="")

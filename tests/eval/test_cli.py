@@ -102,6 +102,11 @@ def test_leaderboard_cli_and_api(runs, db, tmp_path, capsys):
         assert float(r["inference_ms_per_structure"]) > 0 and r["peak_memory_MB"] != ""
         assert r["split"] == "test" and int(r["n_structures"]) == 15
     assert (out / "leaderboard.png").read_bytes()[:8] == PNG_MAGIC
+    # --limit: the first N structures of the split
+    assert main(["leaderboard", "--data", str(db), "--models", models[0], "--limit", "4", "--no-memory",
+                 "-o", str(tmp_path / "board4")]) == 0
+    with open(tmp_path / "board4" / "leaderboard.csv") as fh:
+        assert int(next(csv.DictReader(fh))["n_structures"]) == 4
     # the Python API returns the same table
     ds = train_data.open_dataset(db)
     api = leaderboard(models, ds, split="test", names=["PaiNN", "PaiNN-Φ"])
