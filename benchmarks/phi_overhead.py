@@ -123,6 +123,7 @@ def main() -> int:
     p.add_argument("--inner", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--name", help="output stem in benchmarks/results/ (default phi_overhead_<preset>)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--phi", action="store_true", help=argparse.SUPPRESS)
@@ -161,7 +162,8 @@ def main() -> int:
     meta = {"preset": a.preset, "threads": a.threads, "repeats": repeats, "inner": a.inner,
             "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M")}
-    (RESULTS / f"phi_overhead_{a.preset}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    stem = a.name or f"phi_overhead_{a.preset}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [f"# Φ-Module overhead ({a.preset} preset, {a.threads} threads, median of {repeats}×{a.inner})", "",
              "| model | atoms | base (s) | Φ (s) | time overhead | tensor peak base / Φ (MB) | memory overhead | process peak RSS base / Φ (MB) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -170,8 +172,8 @@ def main() -> int:
         memo = "–" if r["tensor_memory_overhead_pct"] is None else f"{r['tensor_memory_overhead_pct']:+.1f} %"
         lines.append(f"| {r['model']} | {r['atoms']} | {r['base_time_s']:.3f} | {r['phi_time_s']:.3f} | "
                      f"{r['time_overhead_pct']:+.1f} % | {mem} | {memo} | {r['base_rss_peak_mb']:.0f} / {r['phi_rss_peak_mb']:.0f} |")
-    (RESULTS / f"phi_overhead_{a.preset}.md").write_text("\n".join(lines) + "\n")
-    plot(rows, RESULTS / f"phi_overhead_{a.preset}.png")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / f"{stem}.png")
     print("\n".join(lines))
     return 0
 

@@ -20,7 +20,7 @@ import torch
 from ase import units
 from ase.build import molecule
 from ase.io import read
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 import phizoo
@@ -53,7 +53,7 @@ def short_md(model, steps: int = 400) -> None:
     path = resources.files("phizoo.data") / "structures" / "Ac-Ala3-NHMe.xyz"
     atoms = read(str(path))
     atoms.calc = phizoo.PhiZooCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     Stationary(atoms)
     ZeroRotation(atoms)
     dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)

@@ -258,7 +258,8 @@ def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[s
             ax.plot(r["_trace"]["t_ps"], r["_trace"]["dE_meV"], color=f"C{i // 2}", ls="-" if r["phi"] else "--",
                     lw=1, label=f"{r['model']}{' Φ' if r['phi'] else ''}")
         ax.set_xlabel("time (ps)")
-        ax.set_ylabel("E_total(t) − E_total(0) (meV)")
+        ax.set_yscale("symlog", linthresh=10.0)  # meV-scale drift and eV-scale blow-ups on one axis
+        ax.set_ylabel("E_total(t) − E_total(0) (meV, symlog)")
         ax.set_title("NVE, Ac-Ala3-NHMe, MD22-xTB models, 0.5 fs, float64", fontsize=10)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
@@ -372,7 +373,7 @@ def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int =
     plots = _plots(summary, charges, nves)
     hw = hardware()
     hw_text = f"{hw.get('cpu', 'CPU')}, {hw.get('cpu_count')} cores, torch {hw.get('torch')}"
-    strip = lambda items: [{k: v for k, v in x.items() if not k.startswith("_")} for x in items]  # noqa: E731
+    strip = lambda items: [{k: v for k, v in x.items() if k != "_scatter"} for x in items]  # noqa: E731
     (RESULTS / "study.json").write_text(json.dumps({"runs": rows, "summary": summary, "charges": strip(charges),
                                                     "nve": strip(nves), "hardware": hw}, indent=2) + "\n")
     out = output or ROOT / "LEADERBOARD.md"
