@@ -24,10 +24,9 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_mom
 from ase.md.verlet import VelocityVerlet
 
 import phizoo
-from phizoo.pretrained import available_pretrained
+from phizoo.pretrained import available_pretrained, manifest_path, read_card
 
 QM9_DB = Path("data/qm9.lmdb")
-QM9_SPLIT = {"train_size": 10000, "val_size": 1000, "test_size": 10000}  # as the shipped models (seed 42)
 LEADERBOARD_STRUCTURES = 1000
 
 
@@ -75,11 +74,13 @@ def live_leaderboard() -> None:
     from phizoo.eval.leaderboard import leaderboard, markdown_table
     from phizoo.train.data import open_dataset, split_indices
 
-    if not QM9_DB.exists():
+    entries = [e for e in available_pretrained() if e["dataset"] == "qm9"]
+    if not QM9_DB.exists():  # the shipped models' split: sizes from their card, the converter's default seed
         print(f"\n[demo] converting QM9 from the installed qm9pack to {QM9_DB} (once) ...")
-        convert_qm9(None, QM9_DB, seed=42, **QM9_SPLIT)
+        options = read_card(manifest_path().parent / entries[0]["card"])["dataset"]["source"]["options"]
+        convert_qm9(None, QM9_DB, **{k: options[k] for k in ("train_size", "val_size", "test_size")})
     ds = open_dataset(QM9_DB)
-    ids = [e["id"] for e in available_pretrained() if e["dataset"] == "qm9"]
+    ids = [e["id"] for e in entries]
     idx = split_indices(ds, "test")[:LEADERBOARD_STRUCTURES]
     rows = leaderboard(ids, ds, indices=idx, names=ids, memory=False)
     print(f"\n== leaderboard: shipped QM9 checkpoints, first {len(idx)} test molecules "

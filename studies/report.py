@@ -198,6 +198,17 @@ def leaderboards() -> dict[str, list[dict]]:
 
 # ----------------------------------------------------------------------------- plots
 
+def _save(fig, name: str) -> str:
+    """Write ``fig`` to ``RESULTS/name`` and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = RESULTS / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
 def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[str, str]:
     import matplotlib
 
@@ -225,10 +236,7 @@ def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[s
         ax.set_xticks(range(len(entries)), [e["model"] for e in entries])
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths["errors"] = str(RESULTS / "study_errors.png")
-    fig.savefig(paths["errors"], dpi=120)
-    plt.close(fig)
+    paths["errors"] = _save(fig, "study_errors.png")
 
     if charges:
         datasets = sorted({c["dataset"] for c in charges}, key=("qm9", "md22").index)
@@ -247,10 +255,7 @@ def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[s
             ax.set_xlabel("reference charge (e)", fontsize=8)
             ax.set_ylabel("Φ charge (e)", fontsize=8)
             ax.legend(fontsize=6, markerscale=3)
-        fig.tight_layout()
-        paths["charges"] = str(RESULTS / "study_charges.png")
-        fig.savefig(paths["charges"], dpi=120)
-        plt.close(fig)
+        paths["charges"] = _save(fig, "study_charges.png")
 
     if nves:
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -262,10 +267,7 @@ def _plots(summary: list[dict], charges: list[dict], nves: list[dict]) -> dict[s
         ax.set_ylabel("E_total(t) − E_total(0) (meV, symlog)")
         ax.set_title("NVE, Ac-Ala3-NHMe, MD22-xTB models, 0.5 fs, float64", fontsize=10)
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        paths["nve"] = str(RESULTS / "study_nve.png")
-        fig.savefig(paths["nve"], dpi=120)
-        plt.close(fig)
+        paths["nve"] = _save(fig, "study_nve.png")
     return paths
 
 

@@ -81,8 +81,7 @@ def run_leaderboard(args) -> int:
     dataset = open_dataset(args.data)
     indices = split_indices(dataset, args.split)[:args.limit] if args.limit else None
     rows = leaderboard(args.models, dataset, indices=indices, split=args.split, batch_size=args.batch_size,
-                       device=args.device,
-                       output_dir=args.output, names=args.names, repeats=args.repeats,
+                       device=args.device, output_dir=args.output, names=args.names, repeats=args.repeats,
                        memory=not args.no_memory)
     print(markdown_table(rows), end="")
     print(f"written: {Path(args.output) / 'leaderboard.md'}, .csv, .json, .png")

@@ -14,9 +14,7 @@ def run(args) -> int:
     from ..registry import build_model, list_models, model_config
 
     if args.pretrained:
-        import json
-
-        from ..pretrained import manifest_path
+        from ..pretrained import manifest_path, read_card
 
         entries = available_pretrained()
         if not entries:
@@ -24,7 +22,7 @@ def run(args) -> int:
             return 0
         print(f"{'id':30s} {'model':7s} {'phi':5s} {'dataset':17s} {'test E MAE':>12s} {'test F MAE':>13s}  theory")
         for e in entries:
-            card = json.loads((manifest_path().parent / e["card"]).read_text())
+            card = read_card(manifest_path().parent / e["card"])
             test = card.get("metrics", {}).get("test", {})
             fmae = test.get("forces_mae_meV_per_A")
             print(f"{e['id']:30s} {e['model']:7s} {str(e['phi']).lower():5s} {e['dataset']:17s} "

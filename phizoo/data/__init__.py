@@ -57,14 +57,13 @@ def convert_oe62(src: str | Path, dest: str | Path, *, limit: int | None = None,
 
 def convert_qm9(src: str | Path | None, dest: str | Path, *, limit: int | None = None, seed: int = 42,
                 train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
-                 train_subsets: Sequence[int] = (),
+                train_subsets: Sequence[int] = (),
                 overwrite: bool = False, resume: bool = True, progress: bool = False) -> Path:
     """Convert QM9 from qm9pack's CSVs (``src`` None or "qm9pack": the installed package)."""
     from .convert import convert
     from .qm9 import QM9Source
 
-    source = QM9Source(src, limit=limit, train_size=train_size, val_size=val_size,
-                        test_size=test_size)
+    source = QM9Source(src, limit=limit, train_size=train_size, val_size=val_size, test_size=test_size)
     return convert(source, dest, seed=seed, train_subsets=train_subsets, overwrite=overwrite, resume=resume,
                    progress=progress)
 
