@@ -30,8 +30,25 @@ SHORT_BOND = 0.5
 """Å. Converters warn (but keep the structure) when two atoms are closer than this."""
 
 
+_DENSE_MAX = 64  # up to this many atoms a dense numpy check is faster than building a graph
+
+
 class GeometryError(ValueError):
     """Two atoms of a structure are closer than the minimum distance."""
+
+
+class PlausibilityWarning(UserWarning):
+    """Data that is valid but physically implausible (a unit mix-up?): converted, with a warning."""
+
+
+def _closest_pair_dense(p: np.ndarray, min_dist: float) -> tuple[int, int, int, float] | None:
+    if p.shape[0] < 2:
+        return None
+    d = np.sqrt(((p[:, None, :] - p[None, :, :]) ** 2).sum(-1))
+    d[np.diag_indices(len(p))] = np.inf
+    k = int(np.argmin(d))
+    i, j = divmod(k, len(p))
+    return None if d[i, j] > min_dist else (0, min(i, j), max(i, j), float(d[i, j]))
 
 
 def closest_pair(pos: Any, batch: Any = None, min_dist: float = MIN_DISTANCE) -> tuple[int, int, int, float] | None:
@@ -45,6 +62,8 @@ def closest_pair(pos: Any, batch: Any = None, min_dist: float = MIN_DISTANCE) ->
     """
     from .nn.graph import radius_graph
 
+    if batch is None and not isinstance(pos, torch.Tensor) and len(pos) <= _DENSE_MAX:
+        return _closest_pair_dense(np.asarray(pos, dtype=np.float64), min_dist)
     p = torch.as_tensor(np.asarray(pos) if not isinstance(pos, torch.Tensor) else pos).detach()
     if p.shape[0] < 2:
         return None
