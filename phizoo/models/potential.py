@@ -37,12 +37,17 @@ def _check_input(z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, max_z:
         raise InputError(f"pos must have shape [N, 3] = [{z.shape[0]}, 3], got {tuple(pos.shape)}")
     if batch.shape != z.shape:
         raise InputError(f"batch must have shape [{z.shape[0]}], got {tuple(batch.shape)}")
+    if z.numel() == 0:
+        raise InputError("empty structure: no atoms (z and pos have 0 rows)")
     if z.numel() and (int(z.min()) < 1 or int(z.max()) > max_z):
         bad = int(((z < 1) | (z > max_z)).nonzero()[0, 0])
         raise InputError(f"atom {bad} has atomic number {int(z[bad])}, outside 1..{max_z}")
     if not bool(torch.isfinite(pos).all()):
         bad = int((~torch.isfinite(pos)).any(-1).nonzero()[0, 0])
         raise InputError(f"atom {bad} has a non-finite position {pos[bad].tolist()}")
+    from ..validate import check_min_distance  # atoms closer than 0.1 Å: NaN or meaningless output
+
+    check_min_distance(pos, batch if bool((batch != 0).any()) else None, error=InputError)
 
 
 class Potential(nn.Module):
