@@ -34,7 +34,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from ..nn.graph import Graph
-from ..nn.mlp import mlp, safe_norm
+from ..nn.mlp import mlp, smooth_norm
 from ..nn.radial import polynomial_envelope
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
@@ -110,7 +110,7 @@ class E2GNNLayer(nn.Module):
         vec = vec + scatter(dvec, dst, dim=0, dim_size=n, reduce="sum")
         # 3. update
         uv, vv = torch.split(self.update_vec(vec), F, dim=-1)
-        b1, b2, b3 = torch.split(self.update_mlp(torch.cat([x, safe_norm(vv, dim=1)], dim=-1)), F, dim=-1)
+        b1, b2, b3 = torch.split(self.update_mlp(torch.cat([x, smooth_norm(vv, dim=1)], dim=-1)), F, dim=-1)
         x = x + b2 * (1.0 / math.sqrt(2.0)) + x * torch.tanh(b3)
         vec = vec + b1.unsqueeze(1) * uv
         # 4. atoms -> virtual node (mean over the virtual node's atoms; one scatter for both)

@@ -3,6 +3,11 @@
 Per atom: scalars s [N, F] and vectors v [N, 3, F]. Each layer = message (continuous
 filter on the neighbour's scalars, gating its vectors and the bond direction) +
 update (mixing of scalars with norms and inner products of linear maps of v).
+
+The norm in the update is the smooth ``n_ε(Vv) = √(‖Vv‖² + ε²) − ε`` (``phizoo.nn.mlp.smooth_norm``,
+ε = 0.1), not ``‖Vv‖``: ``Vv`` vanishes at symmetric sites (methane's carbon), where ``‖·‖`` has a
+cusp. (Before issue 15 it was ``√(‖Vv‖² + 10⁻⁸)``: C^∞ in name, but its force on methane's carbon
+flipped by 0.33 eV/Å within 10⁻⁴ Å of the symmetric geometry, a cusp in practice.)
 """
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import torch
 from torch import nn
 
 from ..nn.graph import Graph
-from ..nn.mlp import mlp, safe_norm
+from ..nn.mlp import mlp, smooth_norm
 from ..nn.radial import RadialBasis, cosine_cutoff
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
@@ -80,7 +85,7 @@ class PaiNNUpdate(nn.Module):
     def forward(self, s, v):
         """s [N, F], v [3, N, F] (component-major)."""
         Uv, Vv = torch.split(self.uv(v), self.F, dim=-1)
-        a = self.mix(torch.cat([s, safe_norm(Vv, dim=0)], dim=-1))
+        a = self.mix(torch.cat([s, smooth_norm(Vv, dim=0)], dim=-1))
         avv, asv, ass = torch.split(a, self.F, dim=-1)
         return s + ass + asv * (Uv * Vv).sum(0), v + avv * Uv
 

@@ -36,15 +36,22 @@ energies and forces agree to float64 round-off (``tests/models/test_visnet.py``)
   reads it: the next layer's ``LayerNorm(x)``, and the output ``LayerNorm(x)`` after the last
   layer (the residual stream itself is never read unnormalised; its scale grows with depth).
 
-Differences from PyG's ViSNet (all documented in ``docs/readme/visnet.md``):
+Differences from PyG's ViSNet (all in the README, *Models in detail*):
 
 * ``W_s`` (PyG ``s_proj``) has no bias. With a bias, ``SiLU(b)`` multiplies ``ṽ_j`` in the
   vector message of every edge whatever its length, so the energy jumps when a neighbour
   crosses the cutoff. Without it, every edge term is ``O(C(r))`` and vanishes with zero
   slope at the cutoff. PyG initialises that bias to zero; a PyG model with a non-zero bias
   cannot be mapped.
-* norms (output head) are exact with a zero gradient at a zero vector (isolated atoms keep
-  ``vec = 0``); PyG's ``torch.norm`` gives NaN gradients there.
+* **smooth norms** (deliberate, issue 15): the output head reads ``n_ε(W₁ vec)`` and
+  ``n_ε(W₃ v')`` with ``n_ε(x) = √(‖x‖² + ε²) − ε`` (``phizoo.nn.mlp.smooth_norm``,
+  ``norm_eps = ε = 0.1`` by default) where PyG uses ``‖x‖``. At a symmetric site the vectors
+  vanish (methane's carbon: Td has no invariant l = 1 or l = 2 vector), ``‖x‖`` has a cusp
+  there and its gradient is a unit vector in the direction of the rounding noise: PyG's forces
+  on rotated methane differ from the rotated forces by ~10-100 % of their size and jump by
+  their full size over 10⁻⁶ Å (``tests/models/test_visnet.py`` shows both). ``n_ε`` is C^∞;
+  ``norm_eps = 0`` restores the exact norm (with a zero, not NaN, gradient at 0) and then
+  phizoo equals PyG weight for weight.
 * for ``lmax = 2`` the 8-component ``d_ij`` has ``|d|² = 2`` and the two rejections cancel
   in the dot product: ``rej(a, d)·rej(b, -d) = a·b + (|d|²-2)(a·d)(b·d) = a·b``; phizoo
   evaluates the right-hand side (``lmax = 1``: ``a·b - (a·d)(b·d)``).
@@ -67,17 +74,11 @@ from torch import nn
 from torch.nn import functional as F_
 
 from ..nn.graph import Graph
+from ..nn.mlp import NORM_EPS, smooth_norm
 from ..nn.radial import cosine_cutoff
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
 from .potential import MAX_Z
-
-
-def exact_norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``‖x‖`` along ``dim``, exact, with a zero (finite) gradient where ``x = 0``."""
-    sq = x.pow(2).sum(dim)
-    nz = sq > 0
-    return torch.where(nz, torch.sqrt(torch.where(nz, sq, torch.ones_like(sq))), torch.zeros_like(sq))
 
 
 def _xavier_blocks(weight: torch.Tensor, n: int) -> None:
@@ -197,15 +198,21 @@ class ViSNet(Backbone):
         num_rbf: exp-normal radial functions. cutoff: Å. lmax: 1 or 2 (spherical harmonics).
         trainable_rbf: learn the RBF centres/widths. trainable_vecnorm: learned per-channel
             scale of the vector features before each layer and at the output.
+        norm_eps: ε of the smooth norms in the output head (units of the vector features);
+            0 = PyG's exact norm, which has a cusp where the vectors vanish (module docstring).
     """
 
     def __init__(self, hidden_channels: int = 256, num_layers: int = 9, num_heads: int = 8, num_rbf: int = 32,
-                 cutoff: float = 5.0, lmax: int = 2, trainable_rbf: bool = False, trainable_vecnorm: bool = False):
+                 cutoff: float = 5.0, lmax: int = 2, trainable_rbf: bool = False, trainable_vecnorm: bool = False,
+                 norm_eps: float = NORM_EPS):
         super().__init__()
         if lmax not in (1, 2):
             raise ValueError(f"lmax must be 1 or 2, got {lmax}")
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if not norm_eps >= 0:
+            raise ValueError(f"norm_eps must be >= 0, got {norm_eps}")
+        self.norm_eps = float(norm_eps)
         F = hidden_channels
         self.hidden_channels, self.lmax, self.num_heads = F, lmax, num_heads
         self.cutoff = float(cutoff)
@@ -275,9 +282,9 @@ class ViSNet(Backbone):
         if self.out_vec_weight is not None:
             vec = vec * self.out_vec_weight
         w1, w2 = self.out_vec_proj(vec).split([F, self.half], dim=-1)
-        h, g = self.out_mlp(torch.cat([x, exact_norm(w1, dim=1)], dim=-1)).split(self.half, dim=-1)
+        h, g = self.out_mlp(torch.cat([x, smooth_norm(w1, dim=1, eps=self.norm_eps)], dim=-1)).split(self.half, dim=-1)
         v1 = g.unsqueeze(1) * w2
-        features = torch.cat([F_.silu(h), exact_norm(self.out_norm_proj(v1), dim=1)], dim=-1)
+        features = torch.cat([F_.silu(h), smooth_norm(self.out_norm_proj(v1), dim=1, eps=self.norm_eps)], dim=-1)
         return BackboneOutput(features=features, layer_features=layers)
 
 
@@ -367,7 +374,7 @@ def load_pyg_visnet_state(potential, pyg_model) -> None:
     for ours, theirs in zip(bb.layers, rep.vis_mp_layers):
         if theirs.s_proj.bias is not None and bool(theirs.s_proj.bias.ne(0).any()):
             raise ValueError("PyG s_proj has a non-zero bias: phizoo's ViSNet has none (it would break "
-                             "smoothness at the cutoff); see docs/readme/visnet.md")
+                             "smoothness at the cutoff); see the README, ViSNet section")
         cp(ours.layernorm.weight, theirs.layernorm.weight)
         cp(ours.layernorm.bias, theirs.layernorm.bias)
         cp_vecnorm(ours.vec_weight, theirs.vec_layernorm)

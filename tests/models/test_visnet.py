@@ -1,9 +1,12 @@
 """ViSNet: cross-check against ``torch_geometric.nn.models.ViSNet``.
 
 A PyG ViSNet with random weights is copied into a phizoo ``Potential`` with
-``load_pyg_visnet_state``; energies (PyG ``y``) and forces (PyG ``-dy/dpos``) must agree to
-float64 round-off on random molecules, alone and batched, for lmax 1 and 2 and with the
-optional trainable RBF / vector-norm weights. PyG's one unmappable parameter (the bias of
+``load_pyg_visnet_state``; with ``norm_eps = 0`` (PyG's exact norms in the output head)
+energies (PyG ``y``) and forces (PyG ``-dy/dpos``) must agree to float64 round-off on random
+molecules, alone and batched, for lmax 1 and 2 and with the optional trainable RBF /
+vector-norm weights. phizoo's default smooth norm (``norm_eps > 0``) converges to PyG as
+ε → 0 (linearly, tested), and the defect it removes is shown on PyG itself: methane's forces
+are not rotation-equivariant and jump across the symmetric geometry. PyG's one unmappable parameter (the bias of
 ``s_proj``, zero at PyG's initialisation) is kept at zero; see docs/readme/visnet.md.
 
 PyG 2.8's ``radius_graph`` needs pyg-lib, which is not installed; the test replaces it in
@@ -17,7 +20,8 @@ import pytest
 import torch
 
 import phizoo
-from phizoo.models.visnet import ViSNet, exact_norm, load_pyg_visnet_state
+from phizoo.models.visnet import ViSNet, load_pyg_visnet_state
+from phizoo.nn.mlp import smooth_norm
 from tests.molecules import ase_molecule, batch, random_molecule, random_orthogonal, transformed
 
 pyg_visnet = pytest.importorskip("torch_geometric.nn.models.visnet")
@@ -55,8 +59,8 @@ def pyg_env(monkeypatch):
     torch.set_default_dtype(old)
 
 
-def make_pair(lmax=2, trainable=False, seed=0, scale=0.1, dtype=torch.float64, **kw):
-    """(PyG ViSNet, phizoo Potential) with the same random weights."""
+def make_pair(lmax=2, trainable=False, seed=0, scale=0.1, dtype=torch.float64, norm_eps=0.0, **kw):
+    """(PyG ViSNet, phizoo Potential) with the same random weights; ``norm_eps = 0``: PyG's exact norms."""
     hp = {**SMALL, **kw}
     torch.manual_seed(seed)
     pyg = pyg_visnet.ViSNet(lmax=lmax, trainable_rbf=trainable, trainable_vecnorm=trainable, derivative=True,
@@ -68,7 +72,8 @@ def make_pair(lmax=2, trainable=False, seed=0, scale=0.1, dtype=torch.float64, *
             layer.s_proj.bias.zero_()  # not part of phizoo's ViSNet (cutoff smoothness)
     pyg = pyg.to(dtype).eval()
     ours = phizoo.build_model("visnet", preset="test", dtype=dtype, lmax=lmax, trainable_rbf=trainable,
-                              trainable_vecnorm=trainable, head_hidden=hp["hidden_channels"] // 2, **hp)
+                              trainable_vecnorm=trainable, head_hidden=hp["hidden_channels"] // 2, norm_eps=norm_eps,
+                              **hp)
     load_pyg_visnet_state(ours, pyg)
     return pyg, ours.eval()
 
@@ -173,9 +178,10 @@ def test_isolated_atom_gradients_finite():
     out = model(data)
     (out["energy"].sum() + out["forces"].pow(2).sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    x = torch.zeros(2, 8, 4, requires_grad=True)
-    exact_norm(x, 1).sum().backward()
-    assert torch.equal(x.grad, torch.zeros_like(x))
+    for eps in (0.0, 0.1):  # exact (PyG-compatible) and smooth norm: zero gradient at a zero vector
+        x = torch.zeros(2, 8, 4, requires_grad=True)
+        smooth_norm(x, 1, eps=eps).sum().backward()
+        assert torch.equal(x.grad, torch.zeros_like(x))
 
 
 def test_lmax_and_heads_validated():
@@ -183,3 +189,64 @@ def test_lmax_and_heads_validated():
         ViSNet(hidden_channels=16, num_heads=4, lmax=3)
     with pytest.raises(ValueError, match="divisible"):
         ViSNet(hidden_channels=18, num_heads=4)
+
+
+# ---------------------------------------------------------------- smooth norm (deliberate difference)
+
+def test_smooth_norm_converges_to_pyg():
+    """On non-symmetric molecules the default smooth norm is a small, controlled change of PyG's
+    function: the deviation vanishes linearly with ε (n_ε(x) = ‖x‖ - ε + O(ε²/‖x‖))."""
+    ms = [random_molecule(n, seed=100 + n) for n in (5, 9)]
+    devs = {}
+    for eps in (1e-4, 1e-6):
+        pyg, ours = make_pair(2, seed=1, norm_eps=eps)
+        e_ref, f_ref, e, f = compare(pyg, ours, *ms)
+        devs[eps] = (max_dev(e, e_ref), max_dev(f, f_ref))
+    for k in (0, 1):
+        assert 1e-12 < devs[1e-6][k] < 1e-5
+        assert 30 < devs[1e-4][k] / devs[1e-6][k] < 300, devs  # ∝ ε
+
+
+def _methane():
+    return ase_molecule("CH4")  # Td: the carbon's l = 1 and l = 2 features vanish
+
+
+def _rotation_error(fn, mol, seeds=(1, 2, 3, 4)):
+    """max over rotations R of ‖F(R x) - F(x) Rᵀ‖ / ‖F(x)‖."""
+    f0 = fn(mol)
+    errs = []
+    for s in seeds:
+        R = random_orthogonal(s)
+        errs.append(float((fn(transformed(mol, R=R)) - f0 @ R.T).norm() / f0.norm()))
+    return max(errs)
+
+
+def test_pyg_defect_methane_forces_not_equivariant():
+    """PyG's ViSNet (exact norms) gives methane forces that are not rotation-equivariant and that
+    jump across the symmetric geometry; phizoo's smooth norm, same weights, fixes both."""
+    pyg, _ = make_pair(2, seed=2, num_layers=2)
+    _, ours = make_pair(2, seed=2, num_layers=2, norm_eps=0.1)
+
+    def pyg_forces(m):
+        return pyg(m.z, m.pos.clone(), torch.zeros_like(m.z))[1].detach()
+
+    def our_forces(m):
+        return ours(batch(m))["forces"]
+
+    mol = _methane()
+    assert _rotation_error(pyg_forces, mol) > 1e-4  # PyG: rounding noise decides the force (equivariant: ~1e-15)
+    assert _rotation_error(our_forces, mol) < 1e-10
+
+    def jump(fn, delta=1e-6):  # move the carbon by ±δ: a C¹ energy changes the force by O(δ)
+        u = torch.tensor([0.3, 0.5, 0.8], dtype=torch.float64)
+        u = u / u.norm()
+        f = []
+        for s in (1.0, -1.0):
+            m = transformed(mol)
+            m.pos[0] += s * delta * u
+            f.append(fn(m))
+        scale = fn(transformed(mol, R=random_orthogonal(1))).norm()
+        return float((f[0] - f[1]).norm() / scale)
+
+    assert jump(pyg_forces) > 1e-2  # a cusp: the force flips within 2e-6 Å
+    assert jump(our_forces) < 1e-4
