@@ -8,7 +8,12 @@ Two backends give the same edge set:
 Edges never cross molecules and are never truncated (no ``max_num_neighbors``),
 so the graph does not depend on atom order. Convention: ``edge_index[0]`` is the
 neighbour (source) ``j``, ``edge_index[1]`` the centre (target) ``i``; messages flow
-``j -> i`` and are summed at ``i``; ``vec = pos[j] - pos[i]``.
+``j -> i`` and are summed at ``i``; ``vec = pos[j] - pos[i]`` (+ ``S·cell`` for periodic
+structures, see :mod:`phizoo.nn.neighbors`, which adds the ``vesin`` backend).
+
+Precision: ``build_graph`` forms ``vec`` in float64 (positions and cell shifts) and only then
+casts it to the model dtype, so a float32 model sees the same geometry at 1e6 Å from the
+origin as at the origin (interatomic vectors exact to ~1e-10 Å there).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ except Exception:  # pragma: no cover - depends on the environment
     _torch_cluster = None
 
 BACKENDS = ("auto", "torch_cluster", "torch")
+PERIODIC_BACKENDS = BACKENDS + ("vesin",)
 
 
 def has_torch_cluster() -> bool:
@@ -34,10 +40,13 @@ class Graph:
 
     Attributes:
         edge_index: [2, E] long, (source j, target i).
-        vec: [E, 3] Å, ``pos[j] - pos[i]`` (differentiable w.r.t. positions).
+        vec: [E, 3] Å, ``pos[j] - pos[i] + S·cell`` (differentiable w.r.t. positions and cell).
         dist: [E] Å, ``|vec|``.
         batch: [N] long, molecule index of every atom.
         num_graphs: number of molecules B.
+        shifts: [E, 3] long cell shifts S, or ``None`` for a batch without periodic structures.
+            With shifts, an atom pair may be joined by several edges (one per image), an atom
+            may neighbour its own images, and the reverse of ``(j → i, S)`` is ``(i → j, −S)``.
     """
 
     edge_index: torch.Tensor
@@ -45,6 +54,7 @@ class Graph:
     dist: torch.Tensor
     batch: torch.Tensor
     num_graphs: int
+    shifts: torch.Tensor | None = None
     _components: tuple[torch.Tensor, int] | None = None
 
     def components(self) -> tuple[torch.Tensor, int]:
@@ -52,6 +62,10 @@ class Graph:
         if self._components is None:
             self._components = connected_components(self.edge_index, self.batch.shape[0])
         return self._components
+
+    @property
+    def periodic(self) -> bool:
+        return self.shifts is not None
 
     @property
     def src(self) -> torch.Tensor:
@@ -138,6 +152,11 @@ def radius_graph(
     use_cluster = backend == "torch_cluster" or (backend == "auto" and _torch_cluster is not None)
     if pos.shape[0] == 0:
         return torch.zeros(2, 0, dtype=torch.long, device=pos.device)
+    # each molecule relative to its first atom: exact in float64, and cdist keeps its precision far
+    # from the origin (edges do not depend on a translation)
+    counts = torch.bincount(batch)
+    first = (torch.cumsum(counts, 0) - counts)[batch]
+    pos = pos.detach() - pos.detach()[first]
     if use_cluster:
         max_nb = int(torch.bincount(batch).max())  # never truncate
         edge_index = _torch_cluster.radius_graph(
@@ -153,9 +172,40 @@ def sort_edges(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     return edge_index[:, torch.argsort(key)]
 
 
-def build_graph(pos: torch.Tensor, batch: torch.Tensor, cutoff: float, num_graphs: int, backend: str = "auto") -> Graph:
-    """Neighbour list plus differentiable edge vectors and lengths."""
-    edge_index = radius_graph(pos, cutoff, batch, backend=backend)
-    vec = pos[edge_index[0]] - pos[edge_index[1]]
+def build_graph(pos: torch.Tensor, batch: torch.Tensor, cutoff: float, num_graphs: int, backend: str = "auto",
+                cell: torch.Tensor | None = None, pbc: torch.Tensor | None = None,
+                dtype: torch.dtype | None = None) -> Graph:
+    """Neighbour list plus differentiable edge vectors and lengths.
+
+    Args:
+        pos: [N, 3] Å; batch: [N]; cell: [B, 3, 3] Å and pbc: [B, 3] bool (both or neither;
+            a batch with no periodic direction takes the non-periodic path, ``shifts=None``).
+        backend: ``auto``/``torch_cluster``/``torch``, or ``vesin`` (periodic path).
+        dtype: dtype of ``vec``/``dist`` (default: that of ``pos``). ``vec`` is formed in
+            float64 from ``pos`` and ``cell`` and cast afterwards; gradients flow to both.
+    """
+    if backend not in PERIODIC_BACKENDS:
+        raise ValueError(f"unknown neighbour-list backend {backend!r}; choose one of {PERIODIC_BACKENDS}")
+    dtype = dtype or pos.dtype
+    periodic = cell is not None and pbc is not None and bool(pbc.bool().any())
+    pos64 = pos.to(torch.float64)
+    if periodic or backend == "vesin":
+        from .neighbors import periodic_radius_graph
+
+        if cell is None or pbc is None:
+            cell = pos.new_zeros(num_graphs, 3, 3)
+            pbc = torch.zeros(num_graphs, 3, dtype=torch.bool, device=pos.device)
+        edge_index, shifts = periodic_radius_graph(pos64, cutoff, batch, cell.reshape(-1, 3, 3), pbc, backend)
+        vec = pos64[edge_index[0]] - pos64[edge_index[1]]
+        if periodic:
+            cell64 = cell.to(torch.float64).reshape(-1, 3, 3)
+            vec = vec + torch.einsum("ek,ekl->el", shifts.to(torch.float64), cell64[batch[edge_index[1]]])
+        else:
+            shifts = None
+    else:
+        edge_index = radius_graph(pos64, cutoff, batch, backend=backend)
+        vec = pos64[edge_index[0]] - pos64[edge_index[1]]
+        shifts = None
+    vec = vec.to(dtype)
     dist = torch.linalg.vector_norm(vec, dim=-1)
-    return Graph(edge_index=edge_index, vec=vec, dist=dist, batch=batch, num_graphs=num_graphs)
+    return Graph(edge_index=edge_index, vec=vec, dist=dist, batch=batch, num_graphs=num_graphs, shifts=shifts)
