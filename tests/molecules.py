@@ -1,6 +1,8 @@
 """Structures and symmetry operations shared by the tests (independent of phizoo)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from ase.build import molecule
@@ -73,3 +75,44 @@ def cutoff_crossing(cutoff: float, delta: float, spacing: float = 1.4) -> Data:
     pos.append([x, 0.0, h])
     z = [6] * m + [8]
     return Data(z=torch.tensor(z, dtype=torch.long), pos=torch.tensor(pos, dtype=torch.float64))
+
+
+def sf6(bond: float = 1.561) -> Data:
+    """SF6, point group Oh: S at the origin, six F at ±``bond`` Å on the axes (S-F 1.561 Å, gas-phase
+    electron diffraction). Not in ASE's g2 collection, hence built here."""
+    axes = torch.cat([torch.eye(3, dtype=torch.float64), -torch.eye(3, dtype=torch.float64)]) * bond
+    return Data(z=torch.tensor([16] + [9] * 6, dtype=torch.long),
+                pos=torch.cat([torch.zeros(1, 3, dtype=torch.float64), axes]))
+
+
+def c60(bond: float = 1.43) -> Data:
+    """C60 as an exact truncated icosahedron (point group Ih, all edges ``bond`` Å): the cyclic
+    permutations of (0, ±1, ±3φ), (±1, ±(2+φ), ±2φ), (±φ, ±2, ±φ³), edge length 2, scaled.
+    (ASE's C60 is Ih only to the ~1e-5 Å of its stored coordinates.)"""
+    phi = (1 + 5**0.5) / 2
+    pts = []
+    for base in ((0, 1, 3 * phi), (1, 2 + phi, 2 * phi), (phi, 2, phi**3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            p = [b * s for b, s in zip(base, signs)]
+            if any(b == 0 and s < 0 for b, s in zip(base, signs)):
+                continue
+            pts += [p, p[1:] + p[:1], p[2:] + p[:2]]
+    return Data(z=torch.full((60,), 6, dtype=torch.long), pos=torch.tensor(pts, dtype=torch.float64) * (bond / 2))
+
+
+def benzene(cc: float = 1.397, ch: float = 1.084) -> Data:
+    """Benzene, D6h to rounding: C and H on rays 60° apart in the xy plane (C-C ``cc``, C-H ``ch`` Å).
+    (ASE's benzene is D6h only to the ~1e-6 Å of its stored coordinates.)"""
+    ang = torch.arange(6, dtype=torch.float64) * (torch.pi / 3)
+    ring = torch.stack([torch.cos(ang), torch.sin(ang), torch.zeros(6, dtype=torch.float64)], dim=1)
+    return Data(z=torch.tensor([6] * 6 + [1] * 6, dtype=torch.long), pos=torch.cat([cc * ring, (cc + ch) * ring]))
+
+
+#: High-symmetry molecules (point group: builder): vector features vanish at their symmetric sites.
+SYMMETRIC_MOLECULES = {
+    "CH4 (Td)": lambda: ase_molecule("CH4"),
+    "SF6 (Oh)": sf6,
+    "C60 (Ih)": c60,
+    "C6H6 (D6h)": benzene,
+    "CO2 (Dinfh)": lambda: ase_molecule("CO2"),
+}
