@@ -75,12 +75,12 @@ def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dic
     if preset not in cfg["presets"]:
         raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(cfg['presets'])}")
     backbone_kw = copy.deepcopy(cfg["presets"][preset])
-    potential_kw = {k: backbone_kw.pop(k) for k in ("head_hidden",) if k in backbone_kw}
+    potential_kw = {k: backbone_kw.pop(k) for k in ("head_hidden", "charge_spin") if k in backbone_kw}
     phi_kw = copy.deepcopy(cfg["phi"])
     phi_kw.update(backbone_kw.pop("phi", {}) or {})
     phi_kw.update(phi_options or {})
     for key in list(overrides):
-        if key in ("head_hidden", "neighbor_backend"):
+        if key in ("head_hidden", "neighbor_backend", "charge_spin"):
             potential_kw[key] = overrides.pop(key)
     backbone_kw.update(overrides)
     return backbone_kw, phi_kw, potential_kw

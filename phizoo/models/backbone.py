@@ -20,11 +20,19 @@ class BackboneOutput:
 
 class Backbone(nn.Module):
     """Base class. Subclasses set ``cutoff`` (Å), ``feature_dim`` and ``layer_feature_dims``
-    in ``__init__`` and implement ``forward(z, graph) -> BackboneOutput``."""
+    in ``__init__`` and implement ``forward(z, graph, extra=None) -> BackboneOutput``."""
 
     cutoff: float
     feature_dim: int
     layer_feature_dims: list[int]
 
-    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:  # pragma: no cover - interface
-        raise NotImplementedError
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the initial per-atom scalar embedding (what ``extra`` must match)."""
+        emb = self.embedding
+        return emb.embedding_dim if isinstance(emb, nn.Embedding) else emb.irreps_out.dim
+
+    def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
+        """``extra`` [N, embedding_dim]: optional per-atom features (e.g. the total charge/spin
+        embedding) added to the scalar element embedding before the first interaction."""
+        raise NotImplementedError  # pragma: no cover - interface

@@ -171,8 +171,8 @@ class E2GNN(Backbone):
             return graph.batch, int(graph.num_graphs)
         return graph.components()
 
-    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
-        x = self.embedding(z)
+    def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
+        x = self.embedding(z) if extra is None else self.embedding(z) + extra
         n, F = x.shape
         vec = x.new_zeros(n, 3, F)
         src, dst = graph.src, graph.dst

@@ -587,10 +587,10 @@ class MACE(Backbone):
             raise ValueError(f"atomic numbers {bad} are not among this model's elements {self.elements}")
         return torch.nn.functional.one_hot(idx, len(self.elements)).to(dtype)
 
-    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
+    def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
         dtype = graph.vec.dtype
         attr = self.attributes(z, dtype)
-        h = self.embedding(attr)
+        h = self.embedding(attr) if extra is None else self.embedding(attr) + extra
         # r_ij = pos_i - pos_j (mace-torch's convention; graph.vec = pos_j - pos_i)
         edge_sh = self.sh(-graph.vec)
         env = polynomial_envelope(graph.dist, self.cutoff, p=self.envelope_exponent).unsqueeze(-1)

@@ -111,10 +111,10 @@ class PaiNN(Backbone):
         self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, num_rbf) for _ in range(num_layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels) for _ in range(num_layers))
 
-    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
-        s = self.embedding(z)
+    def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
+        s = self.embedding(z) if extra is None else self.embedding(z) + extra
         n = s.shape[0]
-        half, pair = symmetric_pairs(graph.edge_index, n)
+        half, pair = symmetric_pairs(graph.edge_index, n) if graph.shifts is None else (None, None)
         dist = graph.dist if half is None else torch.index_select(graph.dist, 0, half)
         fcut = cosine_cutoff(dist, self.cutoff).unsqueeze(-1)
         rbf_c = torch.cat([self.rbf(dist) * fcut, fcut], dim=-1)  # [P, num_rbf + 1], one row per pair

@@ -22,6 +22,8 @@ from ..nn.graph import build_graph
 from ..nn.mlp import mlp
 from ..phi.module import PhiModule
 from .backbone import Backbone
+from .charge_spin import ChargeSpinEmbedding, resolve_charge_spin
+from .periodic import apply_strain, cell_inputs, stress_from_strain_grad
 
 MAX_Z = 118
 
@@ -60,7 +62,7 @@ class Potential(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, phi: PhiModule | None = None, spec: dict[str, Any] | None = None,
-                 head_hidden: int | None = None, neighbor_backend: str = "auto"):
+                 head_hidden: int | None = None, neighbor_backend: str = "auto", charge_spin: bool = False):
         super().__init__()
         self.backbone = backbone
         self.phi = phi
@@ -68,6 +70,8 @@ class Potential(nn.Module):
         self.head = mlp([f, head_hidden or max(f // 2, 1), 1])
         self.spec = dict(spec or {})
         self.neighbor_backend = neighbor_backend
+        # total charge / spin input (models/charge_spin.py); absent (no parameters) when off
+        self.charge_spin = ChargeSpinEmbedding(backbone.embedding_dim) if charge_spin else None
         self.register_buffer("scale", torch.tensor(1.0))
         self.register_buffer("shift", torch.tensor(0.0))
         self.register_buffer("element_energies", torch.zeros(MAX_Z + 1, dtype=torch.float64))
@@ -85,7 +89,8 @@ class Potential(nn.Module):
         self._buffers["element_energies"] = self._buffers["element_energies"].to(torch.float64)
         return self
 
-    def forward(self, data, compute_forces: bool = True, create_graph: bool | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, data, compute_forces: bool = True, create_graph: bool | None = None,
+                compute_stress: bool = False) -> dict[str, torch.Tensor]:
         """Run the model on a torch_geometric ``Data``/``Batch``.
 
         Reads ``z`` [N] long, ``pos`` [N, 3] Å, ``batch`` [N] (optional) and ``total_charge`` [B]
@@ -94,6 +99,12 @@ class Potential(nn.Module):
             and with Φ: phi [N], charges [N] e, electrostatic_energy [B] eV,
             pde_residual [B] (mean (Lφ-ρ)² per molecule), charge_error [B] (Σρ - Q).
         ``create_graph`` defaults to ``self.training`` (needed to train on forces).
+
+        Periodic structures: ``cell`` [B, 3, 3] Å and ``pbc`` [B, 3] (models/periodic.py); with
+        ``compute_stress`` also ``stress`` [B, 3, 3] eV/Å³ = (1/V) ∂E/∂ε (ASE's sign).
+        ``spin`` [B] (multiplicity, optional) and ``total_charge`` are checked (models/charge_spin.py)
+        and fed to a ``charge_spin`` model. Interatomic vectors are formed in float64 from the
+        positions as given (keep them float64 far from the origin), then cast to the model dtype.
         """
         z = data.z.long()
         pos = data.pos
@@ -102,27 +113,43 @@ class Potential(nn.Module):
             batch = torch.zeros_like(z)
         _check_input(z, pos, batch, MAX_Z)
         num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        pos = pos.to(self.dtype)
+        cell, pbc = cell_inputs(data, num_graphs)
+        if compute_stress and cell is None:
+            raise InputError("stress needs a periodic structure (Data.cell and Data.pbc)")
+        q, spin = resolve_charge_spin(data, z, batch, num_graphs, accepts_charge=self.charge_spin is not None
+                                      or bool(getattr(self.phi, "net_charge", False)),
+                                      accepts_spin=self.charge_spin is not None)
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
-        graph = build_graph(pos, batch, self.cutoff, num_graphs, backend=self.neighbor_backend)
-        out = self.backbone(z, graph)
+        gpos, gcell = pos, cell
+        if compute_stress:
+            gpos, gcell, strain = apply_strain(pos, cell, batch)
+        graph = build_graph(gpos, batch, self.cutoff, num_graphs, backend=self.neighbor_backend, cell=gcell,
+                            pbc=pbc, dtype=self.dtype)
+        if self.charge_spin is None:
+            out = self.backbone(z, graph)
+        else:
+            out = self.backbone(z, graph, extra=self.charge_spin(q, spin, batch))
         atomic = self.head(out.features).squeeze(-1) * self.scale + self.shift
         energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
         result: dict[str, torch.Tensor] = {}
         if self.phi is not None:
             po = self.phi(out.layer_features, graph)
             energy = energy + po.energy
-            q = getattr(data, "total_charge", None)
-            q = torch.zeros(num_graphs, dtype=energy.dtype, device=energy.device) if q is None else q.to(energy)
+            q = q.to(energy)
             result.update(phi=po.phi, charges=po.charges, electrostatic_energy=po.energy,
                           pde_residual=po.pde_residual, charge_error=po.total_charge - q.reshape(-1))
         refs = scatter(self.element_energies[z], batch, dim=0, dim_size=num_graphs, reduce="sum")
         result["energy"] = energy.to(torch.float64) + refs
-        if compute_forces:
+        if compute_forces or compute_stress:
             create = self.training if create_graph is None else create_graph
-            (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create, allow_unused=True)
-            result["forces"] = -grad if grad is not None else torch.zeros_like(pos)
+            inputs = ((pos,) if compute_forces else ()) + ((strain,) if compute_stress else ())
+            grads = torch.autograd.grad(energy.sum(), inputs, create_graph=create, allow_unused=True)
+            if compute_forces:
+                grad = grads[0]
+                result["forces"] = (-grad if grad is not None else torch.zeros_like(pos)).to(self.dtype)
+            if compute_stress:
+                result["stress"] = stress_from_strain_grad(grads[-1], cell, pbc)
             if not create:  # the graph is spent: hand back plain tensors
                 result = {k: v.detach() for k, v in result.items()}
         return result

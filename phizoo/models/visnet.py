@@ -248,7 +248,7 @@ class ViSNet(Backbone):
         d = o3.spherical_harmonics(self.sh_irreps, unit, normalize=False, normalization="norm")
         return r, d, cosine_cutoff(r, self.cutoff), self.rbf(r)
 
-    def forward(self, z: torch.Tensor, graph: Graph) -> BackboneOutput:
+    def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
         src, dst = graph.src, graph.dst
         F = self.hidden_channels
         r, d, cut, rbf = self.geometry(graph)
@@ -257,7 +257,7 @@ class ViSNet(Backbone):
         w_nb = w_nb * cut.unsqueeze(-1)
         w_edge_self = self.rbf_proj(rbf0)[:, F:]
 
-        x = self.embedding(z)
+        x = self.embedding(z) if extra is None else self.embedding(z) + extra
         n = x.shape[0]
         nb = x.new_zeros(n, F).index_add_(0, dst, self.nb_embedding(torch.index_select(z, 0, src)) * w_nb)
         x = self.combine(torch.cat([x, nb], dim=-1))
