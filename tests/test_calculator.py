@@ -28,15 +28,21 @@ def test_calculator_matches_model_and_ase_finite_differences():
     np.testing.assert_allclose(atoms.get_forces(), num, atol=1e-5)
 
 
-def test_calculator_refuses_periodic_atoms():
+def test_calculator_periodic_atoms_and_stress_policy():
+    """Periodic Atoms are evaluated (tests/models/test_periodic.py checks the physics); stress is
+    refused with a clear error where the cell is not periodic in all three directions."""
     atoms = molecule("H2O", cell=[5, 5, 5], pbc=True)
     atoms.calc = phizoo.PhiZooCalculator(_model())
+    assert np.isfinite(atoms.get_potential_energy()) and atoms.get_stress().shape == (6,)
+    atoms.pbc = [True, True, False]
+    atoms.calc.reset()
+    assert np.isfinite(atoms.get_potential_energy())
     try:
-        atoms.get_potential_energy()
-    except ValueError as err:
-        assert "periodic" in str(err)
+        atoms.get_stress()
+    except Exception as err:
+        assert "periodic in all three directions" in str(err)
     else:
-        raise AssertionError("periodic atoms were accepted")
+        raise AssertionError("stress of a slab was returned")
 
 
 def test_nve_conserves_energy():
