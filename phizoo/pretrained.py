@@ -7,15 +7,23 @@ A checkpoint is two files with a common stem:
   hyperparameter needed to rebuild the model, cutoff included), ``units``,
   ``element_energies``, ``dataset``, ``metrics``, ``training`` and free-form notes.
 
-``pretrained/manifest.json`` lists the shipped checkpoints with the sha256 of both files;
-``load_model`` verifies them before reading a byte of weights, and loads with
-``strict=True`` so any architecture mismatch is an error.
+Integrity, checked before a byte of weights is read (``strict=True`` loading then makes any
+architecture mismatch an error as well):
+
+* shipped checkpoints resolve ONLY through ``pretrained/manifest.json`` (never through a file
+  of the same name in the working directory); every entry must carry the full sha256 of both
+  files, or loading fails (closed, not open);
+* every checkpoint written by :func:`save_checkpoint` records in its card ``integrity``: the
+  sha256 of its weights file and of its model definition (``format``, ``spec``, ``dtype``),
+  verified on load, so edited weights or an edited cutoff/k in the card are refused;
+* ``load_model(name, phi, <path>)`` also checks that the file holds the model asked for.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,17 @@ UNITS = {"energy": "eV", "length": "angstrom", "forces": "eV/angstrom", "charge"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, malformed, or fails its integrity check."""
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def spec_sha256(card: dict[str, Any]) -> str:
+    """sha256 of the part of a card that defines the model: ``format``, ``spec`` and ``dtype``
+    (canonical JSON: sorted keys, no whitespace)."""
+    core = {k: card.get(k) for k in ("format", "spec", "dtype")}
+    blob = json.dumps(core, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def sha256(path: str | Path) -> str:
@@ -64,9 +83,12 @@ def save_checkpoint(model, path: str | Path, **card: Any) -> dict[str, str]:
         "num_parameters": model.num_parameters(),
         **card,
     }
+    body.pop("integrity", None)
     atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    body["integrity"] = {"weights_sha256": sha256(weights), "spec_sha256": spec_sha256(body),
+                         "note": "verified on load: sha256 of the weights file and of format+spec+dtype"}
     atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n"))
-    return {"weights": sha256(weights), "card": sha256(meta)}
+    return {"weights": body["integrity"]["weights_sha256"], "card": sha256(meta)}
 
 
 def read_card(path: str | Path) -> dict[str, Any]:
@@ -77,37 +99,61 @@ def read_card(path: str | Path) -> dict[str, Any]:
         card = json.loads(meta.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{meta}: not valid JSON ({err})") from None
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{meta}: not a checkpoint card (a JSON object is expected)")
     if card.get("format") != FORMAT:
         raise CheckpointError(f"{meta}: unknown checkpoint format {card.get('format')!r}, expected {FORMAT!r}")
-    for key in ("spec",):
-        if key not in card:
-            raise CheckpointError(f"{meta}: missing key {key!r}")
+    _check_spec(card, meta)
     return card
 
 
+def _check_spec(card: dict, meta: Path) -> None:
+    """Types of the card entries needed to rebuild the model (CheckpointError naming the key)."""
+    spec = card.get("spec")
+    if not isinstance(spec, dict):
+        raise CheckpointError(f"{meta}: key 'spec' is missing or not an object")
+    expect = {"model": str, "phi": bool, "backbone": dict, "phi_options": dict}
+    for key, typ in expect.items():
+        if not isinstance(spec.get(key), typ):
+            raise CheckpointError(f"{meta}: key 'spec.{key}' must be a {typ.__name__}, got {spec.get(key)!r:.60}")
+    if not isinstance(spec.get("potential", {}), dict):
+        raise CheckpointError(f"{meta}: key 'spec.potential' must be an object")
+    if card.get("dtype", "float32") not in ("float32", "float64"):
+        raise CheckpointError(f"{meta}: key 'dtype' must be 'float32' or 'float64', got {card.get('dtype')!r:.40}")
+
+
 def load_checkpoint(path: str | Path, expected_sha256: dict[str, str] | None = None,
-                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+                    device: str | torch.device = "cpu", dtype: torch.dtype | None = None, verify: bool = True):
     """Rebuild the model from the card and load the weights (``strict=True``).
 
-    ``expected_sha256`` ({"weights": ..., "card": ...}) is checked first when given.
+    Integrity: with ``expected_sha256`` ({"weights": ..., "card": ...}, e.g. a manifest entry)
+    both files must match it; otherwise a checkpoint of the shipped ``pretrained/`` folder is
+    checked against the manifest and any other against the hashes its card records (see the
+    module docstring). ``verify=False`` skips the latter, for cards written before phizoo
+    recorded hashes: re-save such a model with :func:`save_checkpoint`.
     """
     stem = _stem(path)
     weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     for f in (weights, meta):
         if not f.exists():
             raise CheckpointError(f"checkpoint file not found: {f}")
-    if expected_sha256:
-        for key, f in (("weights", weights), ("card", meta)):
-            got = sha256(f)
-            if key in expected_sha256 and got != expected_sha256[key]:
-                raise CheckpointError(f"{f}: sha256 {got} does not match the manifest ({expected_sha256[key]}); "
-                                      "the file was modified or corrupted - refusing to load it")
+    if expected_sha256 is None:
+        entry = _manifest_entry_for(meta)
+        expected_sha256 = entry["sha256"] if entry is not None else None
+    if expected_sha256 is not None:
+        _check_expected(expected_sha256, weights, meta)
     card = read_card(meta)
+    if expected_sha256 is None and verify:
+        _check_recorded(card, weights, meta)
     try:
         state = load_file(str(weights))
     except Exception as err:  # safetensors raises its own error types
         raise CheckpointError(f"{weights}: cannot read weights ({err})") from None
-    model = build_from_spec(card["spec"])
+    try:
+        model = build_from_spec(card["spec"])
+    except (TypeError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{meta}: 'spec' does not describe a buildable model ({type(err).__name__}: "
+                              f"{err})") from None
     saved_dtype = getattr(torch, card.get("dtype", "float32"))
     model = model.to(saved_dtype)
     try:
@@ -120,6 +166,37 @@ def load_checkpoint(path: str | Path, expected_sha256: dict[str, str] | None = N
     return model.to(device).eval()
 
 
+def _check_expected(expected: dict, weights: Path, meta: Path) -> None:
+    """Both files against full sha256 digests; a missing, empty or partial digest is an error."""
+    for key, f in (("weights", weights), ("card", meta)):
+        want = expected.get(key) if isinstance(expected, dict) else None
+        if not isinstance(want, str) or not _HEX64.fullmatch(want):
+            raise CheckpointError(f"{f}: the manifest records no valid sha256 for its {key} ({want!r:.70}); "
+                                  "refusing to load unverified weights - restore pretrained/manifest.json")
+        got = sha256(f)
+        if got != want:
+            raise CheckpointError(f"{f}: sha256 {got} does not match the manifest ({want}); "
+                                  "the file was modified or corrupted - refusing to load it")
+
+
+def _check_recorded(card: dict, weights: Path, meta: Path) -> None:
+    """A user checkpoint against the hashes recorded in its own card at save time."""
+    rec = card.get("integrity")
+    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) and _HEX64.fullmatch(rec[k])
+                                            for k in ("weights_sha256", "spec_sha256")):
+        raise CheckpointError(f"{meta}: the card records no sha256 of its weights and model spec ('integrity'), "
+                              "so the checkpoint cannot be verified; re-save it with phizoo.save_checkpoint "
+                              "(load it once with load_checkpoint(..., verify=False) if you trust it)")
+    if spec_sha256(card) != rec["spec_sha256"]:
+        raise CheckpointError(f"{meta}: the model definition ('spec'/'dtype', e.g. cutoff or k) was edited after "
+                              "the checkpoint was saved (spec sha256 mismatch); restore the card or retrain")
+    got = sha256(weights)
+    if got != rec["weights_sha256"]:
+        raise CheckpointError(f"{weights}: sha256 {got} does not match the one recorded in {meta.name} "
+                              f"({rec['weights_sha256']}); the weights were modified or belong to another "
+                              "checkpoint - refusing to load them")
+
+
 # ---------------------------------------------------------------- shipped weights
 
 def manifest_path() -> Path:
@@ -127,11 +204,80 @@ def manifest_path() -> Path:
 
 
 def available_pretrained() -> list[dict[str, Any]]:
-    """Entries of ``pretrained/manifest.json`` (id, model, phi, dataset, default, files, sha256)."""
+    """Entries of ``pretrained/manifest.json`` (id, model, phi, dataset, default, files, sha256).
+
+    Raises ``CheckpointError`` for an unreadable manifest or a malformed entry (naming it)."""
     path = manifest_path()
     if not path.exists():
         return []
-    return json.loads(path.read_text()).get("checkpoints", [])
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); restore the shipped manifest") from None
+    entries = data.get("checkpoints") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise CheckpointError(f"{path}: key 'checkpoints' must be a list; restore the shipped manifest")
+    for i, e in enumerate(entries):
+        _check_entry(e, f"{path}: entry {i}")
+    return entries
+
+
+def _check_entry(e: Any, where: str) -> None:
+    if not isinstance(e, dict):
+        raise CheckpointError(f"{where}: not an object")
+    where = f"{where} ({e.get('id')!r})"
+    for key, typ in (("id", str), ("model", str), ("phi", bool), ("dataset", str), ("weights", str),
+                     ("card", str), ("sha256", dict)):
+        if not isinstance(e.get(key), typ):
+            raise CheckpointError(f"{where}: key {key!r} is missing or not a {typ.__name__}; "
+                                  "restore the shipped manifest")
+    for key in ("weights", "card"):
+        if Path(e[key]).is_absolute() or ".." in Path(e[key]).parts:
+            raise CheckpointError(f"{where}: {key} path {e[key]!r} must lie inside {manifest_path().parent}")
+    if _stem(e["weights"]) != _stem(e["card"]):
+        raise CheckpointError(f"{where}: weights {e['weights']!r} and card {e['card']!r} are not one checkpoint")
+
+
+def _manifest_entry_for(card_path: Path) -> dict[str, Any] | None:
+    """The manifest entry whose card is ``card_path`` (a shipped file opened by its path), if any."""
+    if not manifest_path().exists():
+        return None
+    target = card_path.resolve()
+    for e in available_pretrained():
+        if (manifest_path().parent / e["card"]).resolve() == target:
+            return e
+    return None
+
+
+def is_path_like(ref: str | Path) -> bool:
+    """Whether a checkpoint reference names a file (has a directory part or a checkpoint suffix)
+    rather than a shipped id/dataset name, which resolves only through the manifest."""
+    text = str(ref)
+    return isinstance(ref, Path) or "/" in text or os.sep in text or Path(text).suffix in (".json", ".safetensors")
+
+
+def find_pretrained(name: str | None = None, phi: bool | None = None, pretrained: str = "default") -> dict[str, Any]:
+    """The manifest entry for ``pretrained`` (an entry id, a dataset name, or "default", the
+    latter two for model ``name`` with Φ flag ``phi``); ``CheckpointError`` listing what exists."""
+    entries = available_pretrained()
+    matches = [e for e in entries if e["id"] == pretrained]
+    if name is not None:
+        matches = [e for e in matches if e["model"] == name and e["phi"] == bool(phi)] or \
+            [e for e in entries if e["model"] == name and e["phi"] == bool(phi)
+             and (e["dataset"] == pretrained or (pretrained == "default" and e.get("default")))]
+    if not matches:
+        listing = ", ".join(f"{e['model']}{'-phi' if e['phi'] else ''}[{e['dataset']}]" for e in entries) or "none"
+        what = f"model={name!r} phi={phi} pretrained={pretrained!r}" if name else f"id {pretrained!r}"
+        raise CheckpointError(f"no pretrained weights for {what}; available: {listing}. Give a path (e.g. "
+                              f"./{pretrained}.json) to load a checkpoint file, or use phizoo.build_model() "
+                              f"for fresh weights.")
+    return matches[0]
+
+
+def load_pretrained(entry: dict[str, Any], device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+    """Load the shipped checkpoint of a manifest entry, verified against the manifest."""
+    return load_checkpoint(manifest_path().parent / entry["card"], expected_sha256=entry["sha256"],
+                           device=device, dtype=dtype)
 
 
 def load_model(name: str, phi: bool = True, pretrained: str = "default",
@@ -141,26 +287,23 @@ def load_model(name: str, phi: bool = True, pretrained: str = "default",
     Args:
         name: registered backbone (``phizoo.list_models()``).
         phi: the Φ-variant (True) or the plain backbone.
-        pretrained: ``"default"``, a dataset name of a shipped checkpoint (``phizoo models --pretrained``),
-            or a path to a checkpoint (``.json``/``.safetensors`` stem) of your own.
+        pretrained: ``"default"``, a dataset name or id of a shipped checkpoint (``phizoo models
+            --pretrained``; resolved only through the manifest), or the path of a checkpoint of
+            your own (with a directory or a ``.json``/``.safetensors`` suffix, e.g.
+            ``runs/x/best`` or ``./mine.json``), which must hold model ``name`` with Φ ``phi``.
         device, dtype: where and in which precision to run (weights keep their values).
     """
     from .registry import backbone_class
 
     backbone_class(name)  # clear error for unknown names
-    candidate = Path(pretrained)
-    if candidate.suffix in (".json", ".safetensors") or candidate.with_suffix(".json").exists():
-        return load_checkpoint(candidate, device=device, dtype=dtype)
-    entries = available_pretrained()
-    matches = [e for e in entries if e["model"] == name and bool(e["phi"]) == bool(phi)
-               and (e["dataset"] == pretrained or (pretrained == "default" and e.get("default")))]
-    if not matches:
-        listing = ", ".join(f"{e['model']}{'-phi' if e['phi'] else ''}[{e['dataset']}]" for e in entries) or "none"
-        raise CheckpointError(f"no pretrained weights for model={name!r} phi={phi} pretrained={pretrained!r}; "
-                              f"available: {listing}. Use phizoo.build_model() for fresh weights.")
-    entry = matches[0]
-    path = manifest_path().parent / entry["card"]
-    return load_checkpoint(path, expected_sha256=entry["sha256"], device=device, dtype=dtype)
+    if not is_path_like(pretrained):
+        return load_pretrained(find_pretrained(name, phi, pretrained), device=device, dtype=dtype)
+    model = load_checkpoint(pretrained, device=device, dtype=dtype)
+    spec = model.card["spec"]
+    if spec["model"] != name or bool(spec["phi"]) != bool(phi):
+        raise CheckpointError(f"{_stem(pretrained)}.json holds model {spec['model']!r} with phi={spec['phi']}, "
+                              f"not the {name!r} with phi={phi} asked for")
+    return model
 
 
 def register_in_manifest(stem: str | Path, entry_id: str, dataset: str, default: bool = False,

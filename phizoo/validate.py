@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 MIN_DISTANCE = 0.1
 """Å. Atoms closer than this are refused at conversion and at prediction."""
@@ -60,10 +59,12 @@ def closest_pair(pos: Any, batch: Any = None, min_dist: float = MIN_DISTANCE) ->
         min_dist: the radius (Å).
     Atom indices ``i < j`` count from the first atom of their structure (as in the source file).
     """
+    if batch is None and isinstance(pos, np.ndarray) and len(pos) <= _DENSE_MAX:
+        return _closest_pair_dense(np.asarray(pos, dtype=np.float64), min_dist)
+    import torch  # lazy: numpy callers (the converters) stay torch-free for small structures
+
     from .nn.graph import radius_graph
 
-    if batch is None and not isinstance(pos, torch.Tensor) and len(pos) <= _DENSE_MAX:
-        return _closest_pair_dense(np.asarray(pos, dtype=np.float64), min_dist)
     p = torch.as_tensor(np.asarray(pos) if not isinstance(pos, torch.Tensor) else pos).detach()
     if p.shape[0] < 2:
         return None
@@ -96,3 +97,66 @@ def check_min_distance(pos: Any, batch: Any = None, min_dist: float = MIN_DISTAN
         loc = f"{where} (structure {mol} of the batch)" if where else f"structure {mol} of the batch"
     raise error(f"{loc}: atoms {i} and {j} are {d:.4g} Å apart, closer than the minimum {min_dist:g} Å "
                 f"(coincident or duplicated atoms, or positions in the wrong unit?)")
+
+
+# ------------------------------------------------------------------ plausibility (warnings only)
+
+K_B = 8.617333262e-5
+"""Boltzmann constant, eV/K."""
+
+BOND_RATIO = (0.75, 1.35)
+"""Plausible range of the median (over atoms) of nearest-neighbour distance / sum of covalent
+radii. Real molecules give ≈ 0.9-1.1; positions in Bohr read as Å give ≈ 1.9, Å read as Bohr
+≈ 0.53."""
+
+
+def geometry_warning(z: Any, pos: Any, where: str) -> str | None:
+    """A one-line warning when a structure's interatomic distances look like a unit mix-up, else ``None``.
+
+    Checks two things: any pair closer than :data:`SHORT_BOND`, and the median over atoms of
+    (nearest-neighbour distance) / (sum of the two covalent radii, ``ase.data.covalent_radii``)
+    outside :data:`BOND_RATIO`. O(N log N) (a k-d tree). Structures of one atom pass.
+    """
+    from ase.data import covalent_radii
+    from scipy.spatial import cKDTree
+
+    z = np.asarray(z, dtype=np.int64)
+    pos = np.asarray(pos, dtype=np.float64)
+    if len(z) < 2:
+        return None
+    d, j = cKDTree(pos).query(pos, k=2)
+    d, j = d[:, 1], j[:, 1]
+    i = int(np.argmin(d))
+    if d[i] < SHORT_BOND:
+        a, b = sorted((i, int(j[i])))
+        return (f"{where}: atoms {a} and {b} are only {d[i]:.3g} Å apart (< {SHORT_BOND} Å, shorter than any "
+                f"chemical bond): check the length unit")
+    ratio = float(np.median(d / (covalent_radii[z] + covalent_radii[z[j]])))
+    if not BOND_RATIO[0] <= ratio <= BOND_RATIO[1]:
+        return (f"{where}: nearest-neighbour distances are {ratio:.2f}x the covalent bond lengths (expected "
+                f"{BOND_RATIO[0]}-{BOND_RATIO[1]}): positions in the wrong length unit (Bohr vs Å)?")
+    return None
+
+
+def md_energy_warning(energies: Any, forces: Any, natoms: int, where: str) -> str | None:
+    """A one-line warning when the energies/forces (eV, eV/Å) of an MD trajectory have an
+    implausible scale, else ``None``.
+
+    Thermal fluctuations of the potential energy of N atoms at temperature T are about
+    sqrt(3N/2)·k_B·T, so ``T_eff = std(E) / (sqrt(1.5 N) k_B)``; MD data sets are sampled at
+    100-2000 K, and a factor 23 (eV read as kcal/mol), 27 (Hartree as eV) or 627 off lands far
+    outside 20-20,000 K. Force RMS of molecular MD is ~0.3-3 eV/Å; outside 0.03-30 eV/Å the
+    energy unit is almost certainly wrong. Needs at least 10 frames for the energy test.
+    """
+    e = np.asarray(energies, dtype=np.float64).reshape(-1)
+    if forces is not None:
+        rms = float(np.sqrt(np.mean(np.square(np.asarray(forces, dtype=np.float64)))))
+        if not 0.03 <= rms <= 30.0:
+            return (f"{where}: force RMS is {rms:.3g} eV/Å (molecular MD: ~0.3-3 eV/Å): "
+                    f"check the declared energy unit")
+    if len(e) >= 10 and natoms > 0:
+        t_eff = float(np.std(e)) / (np.sqrt(1.5 * natoms) * K_B)
+        if not 20.0 <= t_eff <= 20000.0:
+            return (f"{where}: energy fluctuations correspond to {t_eff:.3g} K (MD data: ~100-2000 K; "
+                    f"std {np.std(e):.3g} eV over {len(e)} frames of {natoms} atoms): check the declared energy unit")
+    return None

@@ -78,8 +78,10 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     card = json.loads((tmp_path / "ckpt.json").read_text())
     card["spec"]["backbone"]["hidden_channels"] = 32
     (tmp_path / "ckpt.json").write_text(json.dumps(card))
-    with pytest.raises(CheckpointError, match="do not fit"):
+    with pytest.raises(CheckpointError, match="spec sha256 mismatch"):  # the card records its spec's hash
         load_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="do not fit"):  # and strict loading catches it regardless
+        load_checkpoint(tmp_path / "ckpt", verify=False)
 
 
 def test_corrupt_card_and_missing_files(tmp_path):

@@ -8,16 +8,23 @@ One encoded value is::
 (offsets relative to the start of ``data``; arrays are packed without holes) and
 ``"__metadata__"`` to a ``{str: str}`` dict. This is the safetensors format
 (https://huggingface.co/docs/safetensors), so any safetensors reader in any language can read a
-record; phizoo adds one metadata entry, ``"crc32"`` (8 hex digits of ``zlib.crc32(data)``),
-checked on every decode. Nothing is ever unpickled: decoding only parses JSON and reinterprets
-bytes with ``numpy.frombuffer``.
+record. Nothing is ever unpickled: decoding only parses JSON and reinterprets bytes with
+``numpy.frombuffer``.
+
+Integrity (schema version 2): the first metadata entry is ``"sha256"``, the digest of the WHOLE
+encoded value (length prefix, header with every dtype, shape, offset, the record's ``id`` and
+metadata, and the data) computed with the 64 digest characters set to ``"0"``. It sits at the
+fixed byte offset :data:`DIGEST_AT`, so verification needs no re-encoding. A second entry,
+``"key"``, names the LMDB key the value was written under; :func:`decode` with ``key=`` refuses
+a value found under another key (a record copied over another). Both are checked on every
+decode; a value without them (phizoo schema version 1 wrote a CRC of the data only) is refused.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
-import zlib
 from typing import Mapping
 
 import numpy as np
@@ -33,6 +40,18 @@ _CODES = {
 }
 _KINDS = {"f": "F", "i": "I", "u": "U"}
 _MAX_HEADER = 1 << 24
+_PLACEHOLDER = "0" * 64
+_PREFIX = b'{"__metadata__":{"sha256":"'
+DIGEST_AT = 8 + len(_PREFIX)
+"""Byte offset of the 64 hex digits of the record digest in every encoded value."""
+
+
+def _digest(buf) -> str:
+    h = hashlib.sha256()
+    h.update(buf[:DIGEST_AT])
+    h.update(_PLACEHOLDER.encode())
+    h.update(buf[DIGEST_AT + 64:])
+    return h.hexdigest()
 
 
 def _code(arr: np.ndarray) -> str:
@@ -45,8 +64,9 @@ def _code(arr: np.ndarray) -> str:
     return code
 
 
-def encode(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
-    """Bytes of ``arrays`` (name -> numpy array) with string ``metadata``."""
+def encode(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None, key: bytes | str = "") -> bytes:
+    """Bytes of ``arrays`` (name -> numpy array) with string ``metadata``, bound to the LMDB ``key``
+    it will be stored under and sealed with the whole-record sha256."""
     items = []
     for name, arr in arrays.items():
         if name == "__metadata__":
@@ -65,24 +85,36 @@ def encode(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None 
         chunks.append(raw)
         offset += len(raw)
     data = b"".join(chunks)
-    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    meta["crc32"] = f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+    key = key.decode() if isinstance(key, bytes) else str(key)
+    meta = {"sha256": _PLACEHOLDER, "key": key}
+    meta.update({str(k): str(v) for k, v in (metadata or {}).items() if k not in ("sha256", "key")})
     header = {"__metadata__": meta, **header}
     hbytes = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
     hbytes += b" " * (-len(hbytes) % 8)
-    return struct.pack("<Q", len(hbytes)) + hbytes + data
+    buf = bytearray(struct.pack("<Q", len(hbytes)) + hbytes + data)
+    assert buf[8:DIGEST_AT] == _PREFIX
+    buf[DIGEST_AT:DIGEST_AT + 64] = _digest(buf).encode()
+    return bytes(buf)
 
 
-def decode(buf: bytes | memoryview) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def decode(buf: bytes | memoryview, key: bytes | str | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """(arrays, metadata) of an encoded value. Arrays are read-only views into ``buf``.
 
     Raises ``DataError`` (without file context; callers add it) when the bytes are not a valid
-    record: short buffer, bad header length or JSON, unknown dtype, offsets outside the data or
-    inconsistent with the shape, holes, or a CRC mismatch.
+    record: short buffer, missing or wrong whole-record sha256 (any edited byte: header, id,
+    metadata or data), a value stored under another ``key`` than the one it was written for,
+    bad header length or JSON, unknown dtype, offsets outside the data or inconsistent with the
+    shape, or holes.
     """
     mv = memoryview(buf)
     if len(mv) < 8:
         raise DataError(f"record is {len(mv)} bytes long: truncated")
+    if len(mv) < DIGEST_AT + 64 or bytes(mv[8:DIGEST_AT]) != _PREFIX:
+        raise DataError("record carries no whole-record sha256 (written by an older phizoo, or corrupted); "
+                        "convert the data again")
+    stored = bytes(mv[DIGEST_AT:DIGEST_AT + 64]).decode("ascii", errors="replace")
+    if _digest(mv) != stored:
+        raise DataError("record fails its sha256 check (header, id or data changed since it was written): corrupted")
     (hlen,) = struct.unpack("<Q", mv[:8])
     if hlen > _MAX_HEADER or 8 + hlen > len(mv):
         raise DataError(f"record header length {hlen} does not fit a {len(mv)}-byte record: corrupted")
@@ -96,9 +128,11 @@ def decode(buf: bytes | memoryview) -> tuple[dict[str, np.ndarray], dict[str, st
     meta = header.pop("__metadata__", {}) or {}
     if not isinstance(meta, dict):
         raise DataError("record metadata is not a JSON object: corrupted")
-    crc = meta.get("crc32")
-    if crc is not None and f"{zlib.crc32(data) & 0xFFFFFFFF:08x}" != crc:
-        raise DataError("record data fails its CRC32 check: corrupted")
+    if key is not None:
+        want = key.decode() if isinstance(key, bytes) else str(key)
+        if meta.get("key") != want:
+            raise DataError(f"record was written under key {meta.get('key')!r}, not {want!r}: a record copied "
+                            "over another (corrupted)")
     arrays: dict[str, np.ndarray] = {}
     covered = 0
     for name, spec in header.items():

@@ -47,13 +47,17 @@ class Structure:
     charges: np.ndarray | None = None
     total_charge: float = 0.0
     dipole: np.ndarray | None = None
+    spin: float | None = None          # multiplicity 2S+1
+    cell: np.ndarray | None = None     # [3, 3] Å, with pbc
+    pbc: np.ndarray | None = None      # [3] 0/1
+    stress: np.ndarray | None = None   # [3, 3] eV/Å³ (ASE sign)
     id: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def arrays(self) -> dict[str, Any]:
         out = {"z": self.z, "pos": self.pos, "energy": np.float64(self.energy),
                "total_charge": np.float64(self.total_charge)}
-        for name in ("forces", "charges", "dipole"):
+        for name in ("forces", "charges", "dipole", "spin", "cell", "pbc", "stress"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -133,6 +137,10 @@ def scaled_sizes(full: Sequence[int], full_total: int, n: int) -> list[int]:
 def random_split(n: int, sizes: dict[str, int], seed: int, rest: str | None = "test") -> dict[str, np.ndarray]:
     """Shuffle ``range(n)`` with ``numpy.random.default_rng(seed)`` and cut consecutive chunks of
     ``sizes`` (in order); the remainder forms split ``rest``. Indices are returned sorted."""
+    for name, size in sizes.items():
+        if isinstance(size, bool) or int(size) != size or size < 0:
+            raise DataError(f"split {name!r}: size {size!r} must be a non-negative integer")
+    sizes = {k: int(v) for k, v in sizes.items()}
     total = sum(sizes.values())
     if total > n:
         raise DataError(f"split sizes {sizes} need {total} structures but only {n} were converted")
@@ -156,6 +164,11 @@ def train_val_test_split(n: int, seed: int, full: Sequence[int], full_total: int
     ``test_size`` structures of the same permutation (the remainder then belongs to no split).
     Returns (splits, policy record).
     """
+    for option, value in (("--train-size", train_size), ("--val-size", val_size), ("--test-size", test_size)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 0):
+            raise DataError(f"{option} must be a non-negative integer, got {value!r}")
+    if train_size is not None and int(train_size) < 1:
+        raise DataError(f"--train-size must be at least 1, got {train_size}")
     if train_size is not None or val_size is not None:
         n_train = int(train_size if train_size is not None else round_half_up(full[0] * n / full_total))
         n_val = int(val_size if val_size is not None else round_half_up(full[1] * n / full_total))

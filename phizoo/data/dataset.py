@@ -24,7 +24,9 @@ class LmdbDataset(torch.utils.data.Dataset):
 
     Each item has ``z`` (long [N]), ``pos`` ([N, 3] Å, ``dtype``), ``energy`` (float64 [1] eV),
     ``total_charge`` ([1] e), ``idx`` (long [1], the record index) and, when the database holds
-    them, ``forces`` ([N, 3] eV/Å), ``charges`` ([N] e) and ``dipole`` ([1] or [3] e·Å).
+    them, ``forces`` ([N, 3] eV/Å), ``charges`` ([N] e), ``dipole`` ([1] or [3] e·Å), ``spin``
+    ([1] multiplicity), ``cell`` ([1, 3, 3] Å, float64) with ``pbc`` ([1, 3] bool) and ``stress``
+    ([1, 3, 3] eV/Å³).
 
     Args:
         path: the database file.
@@ -120,7 +122,7 @@ class LmdbDataset(torch.utils.data.Dataset):
             if raw is None:
                 raise KeyError(f"{self.path}: no split {name!r}; stored splits: {', '.join(self.split_names) or 'none'}")
             try:
-                arrays, _ = codec.decode(raw)
+                arrays, _ = codec.decode(raw, key=SPLIT_PREFIX + name.encode())
                 idx = np.array(arrays["indices"], dtype=np.int64)
             except (DataError, KeyError) as err:
                 raise DataError(f"{self.path}: split {name!r} is unreadable ({err}): corrupted") from None
@@ -139,7 +141,7 @@ class LmdbDataset(torch.utils.data.Dataset):
             if raw is None:
                 raise DataError(f"{self.path}: the per-record index {INDEX_KEY.decode()!r} is missing: corrupted")
             try:
-                arrays, _ = codec.decode(raw)
+                arrays, _ = codec.decode(raw, key=INDEX_KEY)
             except DataError as err:
                 raise DataError(f"{self.path}: index: {err}") from None
             self._index = {k: np.array(v) for k, v in arrays.items()}
@@ -191,6 +193,13 @@ class LmdbDataset(torch.utils.data.Dataset):
         for name in ("forces", "charges", "dipole"):
             if name in rec:
                 data[name] = torch.tensor(rec[name], dtype=f)
+        if "spin" in rec:
+            data.spin = torch.tensor(rec["spin"], dtype=f).reshape(1)
+        if "cell" in rec:  # per structure: [1, 3, 3] / [1, 3], batched to [B, 3, 3] / [B, 3]
+            data.cell = torch.tensor(rec["cell"], dtype=torch.float64).reshape(1, 3, 3)
+            data.pbc = torch.tensor(rec["pbc"] > 0.5).reshape(1, 3)
+        if "stress" in rec:
+            data.stress = torch.tensor(rec["stress"], dtype=f).reshape(1, 3, 3)
         if self.return_ids:
             data.id = rec["id"]
         if self.transform is not None:

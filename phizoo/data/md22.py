@@ -1,11 +1,20 @@
 """MD22 (Chmiela et al., Sci. Adv. 2023) from the sGDML ``.npz`` files.
 
-Input keys: ``R`` positions Å [n, N, 3], ``z`` atomic numbers [N], ``E`` energies kcal/mol
-[n] or [n, 1], ``F`` forces kcal/mol/Å [n, N, 3]; optional ``Q`` partial charges e [n, N]
+Input keys: ``R`` positions [n, N, 3], ``z`` atomic numbers [N], ``E`` energies [n] or [n, 1],
+``F`` forces [n, N, 3] (in ``e_unit`` per ``r_unit``); optional ``Q`` partial charges e [n, N]
 (written by ``phizoo data xtb-md``; stored as ``charges``, and each frame's charges must sum to
 0 within 0.01 e) and ``theory`` (the level of theory stored in the database metadata; PBE+MBD,
-MD22's, when absent). Output: eV and eV/Å via ``ase.units.kcal / ase.units.mol`` (energies
-float64), neutral molecules (total charge 0).
+MD22's, when absent). Output: eV, Å and eV/Å (``ase.units``; energies float64), neutral
+molecules (total charge 0).
+
+Units: the sGDML keys ``r_unit`` and ``e_unit`` are honoured (:data:`LENGTH_UNITS`: Ang, Bohr,
+nm, pm; :data:`ENERGY_UNITS`: kcal/mol, kJ/mol, eV, meV, Hartree); an unknown unit is an error
+naming the key. When a key is absent the MD22 convention applies (Å, kcal/mol) and the metadata
+says it was assumed. After conversion the data are checked for plausibility (interatomic
+distances against covalent radii, the energy fluctuation's effective temperature, the force
+RMS: :mod:`phizoo.validate`); an implausible scale, usually a unit mix-up, gives a
+:class:`~phizoo.validate.PlausibilityWarning` and is recorded in the metadata under
+``plausibility_warnings``.
 
 Splits (the Φ-Module paper's protocol): a per-molecule training budget B (Ac-Ala3-NHMe 6000,
 DHA 8000, stachyose 8000, AT-AT 3000, AT-AT-CG-CG 2000, buckyball-catcher 600, double-walled
@@ -17,6 +26,7 @@ recognised from the file name need an explicit ``train_size`` (the budget B).
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +38,32 @@ from .convert import Source, Structure, check_limit, random_split, round_half_up
 from .errors import DataError, check_file
 
 KCAL_PER_MOL = units.kcal / units.mol  # eV per (kcal/mol)
+
+# normalised spelling (lower case, no spaces, "mol-1" -> "/mol") -> (canonical name, factor to Å / eV)
+LENGTH_UNITS: dict[str, tuple[str, float]] = {
+    **{k: ("angstrom", 1.0) for k in ("ang", "angstrom", "angstroms", "a", "å", "aa")},
+    **{k: ("bohr", units.Bohr) for k in ("bohr", "au", "a.u.", "a0")},
+    "nm": ("nm", 10.0), "pm": ("pm", 0.01),
+}
+ENERGY_UNITS: dict[str, tuple[str, float]] = {
+    "kcal/mol": ("kcal/mol", KCAL_PER_MOL), "kj/mol": ("kJ/mol", units.kJ / units.mol),
+    "ev": ("eV", 1.0), "mev": ("meV", 1e-3),
+    **{k: ("hartree", units.Hartree) for k in ("hartree", "ha", "eh", "au", "a.u.")},
+}
+
+
+def _unit(raw: str | None, table: dict, default: str, key: str, path: Path) -> tuple[str, float, bool]:
+    """(canonical unit, factor to phizoo units, declared?) of the value of ``key``."""
+    if raw is None:
+        name, factor = table[default]
+        return name, factor, False
+    norm = raw.strip().lower().replace(" ", "").replace("mol-1", "/mol").replace("mol^-1", "/mol")
+    if norm not in table:
+        known = sorted({v[0] for v in table.values()})
+        raise DataError(f"{path}: key {key!r} is {raw!r}, a unit phizoo does not know (known: {', '.join(known)}); "
+                        f"fix the key or convert the file")
+    name, factor = table[norm]
+    return name, factor, True
 
 # canonical name -> (training budget of the paper, frames in the published file)
 MOLECULES: dict[str, tuple[int, int]] = {
@@ -90,6 +126,11 @@ class MD22Source(Source):
                     raise DataError(f"{self.path}: key {key!r} is unreadable ({err})") from None
             self.source_name = self._string(npz, "name")
             self.theory = self._string(npz, "theory")
+            self.r_unit, self.r_factor, r_declared = _unit(self._string(npz, "r_unit"), LENGTH_UNITS, "ang",
+                                                           "r_unit", self.path)
+            self.e_unit, self.e_factor, e_declared = _unit(self._string(npz, "e_unit"), ENERGY_UNITS, "kcal/mol",
+                                                           "e_unit", self.path)
+            self.units_declared = {"r_unit": r_declared, "e_unit": e_declared}
         R, z, E, F = (arrays[k] for k in ("R", "z", "E", "F"))
         Q = arrays.get("Q")
         for key, arr in arrays.items():
@@ -136,6 +177,9 @@ class MD22Source(Source):
                 frame = int(np.argmax(net > 0.01))
                 raise DataError(f"{self.path}: key 'Q': the charges of frame {frame} sum to "
                                 f"{self.Q[frame].sum():.4g} e, but MD22 molecules are stored as neutral (total charge 0)")
+        if self.train_size is not None and self.train_size < 1:
+            raise DataError(f"{self.path}: the training budget (--train-size) must be at least 1, got {self.train_size}")
+        self.warnings = self._plausibility()
         if self.molecule is None and self.train_size is None:
             raise DataError(f"{self.path}: unknown MD22 molecule {self.path.stem!r} (known: "
                             f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
@@ -144,6 +188,26 @@ class MD22Source(Source):
         budget, _ = self.budget(self.n)
         if budget > self.n:  # checked before anything is written
             raise DataError(f"{self.path}: training budget {budget} exceeds the {self.n} converted frames")
+
+    def _plausibility(self) -> list[str]:
+        """Warnings about implausible distances or energy scales (see the module docstring)."""
+        from ..validate import PlausibilityWarning, geometry_warning, md_energy_warning
+
+        found = []
+        units_note = f"(r_unit {self.r_unit}, e_unit {self.e_unit}{'' if all(self.units_declared.values()) else ', partly assumed'})"
+        for i in sorted({0, self.n // 2, self.n - 1}):
+            msg = geometry_warning(self.z, np.asarray(self.R[i], np.float64) * self.r_factor, f"{self.path}: frame {i}")
+            if msg:
+                found.append(f"{msg} {units_note}")
+                break
+        f_factor = self.e_factor / self.r_factor
+        sample = np.asarray(self.F[: min(self.n, 1000)], np.float64) * f_factor
+        msg = md_energy_warning(np.asarray(self.E, np.float64) * self.e_factor, sample, len(self.z), str(self.path))
+        if msg:
+            found.append(f"{msg} {units_note}")
+        for msg in found:
+            warnings.warn(msg, PlausibilityWarning, stacklevel=3)
+        return found
 
     @staticmethod
     def _string(npz, key: str) -> str | None:
@@ -170,9 +234,9 @@ class MD22Source(Source):
 
     def structure(self, i: int) -> Structure:
         name = self.molecule or self.path.stem
-        return Structure(z=self.z, pos=np.asarray(self.R[i], dtype=np.float64),
-                         energy=float(np.float64(self.E[i]) * KCAL_PER_MOL),
-                         forces=np.asarray(self.F[i], dtype=np.float64) * KCAL_PER_MOL,
+        return Structure(z=self.z, pos=np.asarray(self.R[i], dtype=np.float64) * self.r_factor,
+                         energy=float(np.float64(self.E[i]) * self.e_factor),
+                         forces=np.asarray(self.F[i], dtype=np.float64) * (self.e_factor / self.r_factor),
                          charges=None if self.Q is None else np.asarray(self.Q[i], dtype=np.float64),
                          total_charge=0.0, id=f"{name}/{i}", meta={"frame": i})
 
@@ -210,11 +274,14 @@ class MD22Source(Source):
             "target": "E: total energy (eV) and F: forces (eV/angstrom)"
                       + ("; charges: partial charges from key Q (e)" if self.Q is not None else ""),
             "source_format": f"sGDML .npz (keys R, z, E, F{', Q' if self.Q is not None else ''})",
-            "source_units": {"energy": "kcal/mol", "forces": "kcal/mol/angstrom", "length": "angstrom",
+            "source_units": {"energy": self.e_unit, "forces": f"{self.e_unit}/{self.r_unit}", "length": self.r_unit,
                              **({"charges": "e"} if self.Q is not None else {})},
-            "conversion": {"energy": KCAL_PER_MOL, "forces": KCAL_PER_MOL, "length": 1.0,
+            "source_units_declared": dict(self.units_declared),
+            "conversion": {"energy": self.e_factor, "forces": self.e_factor / self.r_factor, "length": self.r_factor,
                            **({"charges": 1.0} if self.Q is not None else {}),
-                           "note": "eV per kcal/mol = ase.units.kcal / ase.units.mol"},
+                           "note": "factors to eV / eV/angstrom / angstrom from ase.units (kcal/mol = "
+                                   "ase.units.kcal / ase.units.mol, Bohr = ase.units.Bohr)"},
+            "plausibility_warnings": list(self.warnings),
             "frames_in_file": self.frames_in_file,
             "npz_name": self.source_name,
             "element_references_note": "not fitted: every frame has the same composition",

@@ -1,6 +1,6 @@
 """The phizoo LMDB store: one record per structure, plain arrays, no pickle.
 
-File layout (schema ``phizoo-lmdb``, version 1)
+File layout (schema ``phizoo-lmdb``, version 2)
 ================================================
 A database is ONE file (LMDB with ``subdir=False``; no ``-lock`` file is needed to read it).
 All keys live in LMDB's main database:
@@ -20,12 +20,18 @@ All keys live in LMDB's main database:
     ``forces``      F64    [N, 3]     eV/Å        optional (MD22)
     ``charges``     F64    [N]        e           optional partial charges (Hirshfeld, Mulliken)
     ``dipole``      F64    [1] / [3]  e·Å         optional (QM9: magnitude)
+    ``spin``        F64    [1]        --          optional spin multiplicity 2S+1 (1 singlet)
+    ``cell``        F64    [3, 3]     Å           optional lattice vectors (rows); with ``pbc``
+    ``pbc``         F64    [3]        --          optional periodic directions (1.0 / 0.0)
+    ``stress``      F64    [3, 3]     eV/Å³       optional, ASE sign ((1/V) ∂E/∂ε)
     ==============  =====  =========  ==========  =========================================
 
-    and string metadata ``id`` (the source's identifier: CSD refcode, QM9 name, MD22
-    ``molecule/frame``), ``meta`` (a JSON object: source row/frame, SMILES, ...) and
-    ``crc32`` (of the array bytes, verified on every read). All records of one database carry the
-    same set of arrays (listed in the metadata under ``fields``).
+    and string metadata ``sha256`` (of the whole value: header, id, metadata and array bytes),
+    ``key`` (the LMDB key the record was written under), ``id`` (the source's identifier: CSD
+    refcode, QM9 name, MD22 ``molecule/frame``) and ``meta`` (a JSON object: source row/frame,
+    SMILES, ...); digest and key are verified on every read (see :mod:`phizoo.data.codec`), so an
+    edited byte anywhere in a record, or a record copied under another key, is an error. All
+    records of one database carry the same set of arrays (listed in the metadata under ``fields``).
 
 ``b"__meta__"``
     UTF-8 JSON object, the dataset metadata: ``schema`` ("phizoo-lmdb"), ``schema_version``,
@@ -44,7 +50,7 @@ All keys live in LMDB's main database:
     size-aware samplers and statistics without reading every record.
 
 ``b"__complete__"``
-    UTF-8 JSON ``{"num_records": n, "schema_version": 1, "completed": <ISO time>}``, written in
+    UTF-8 JSON ``{"num_records": n, "schema_version": 2, "completed": <ISO time>}``, written in
     the same transaction as the metadata, as the very last step of a conversion. A database
     without it is an interrupted conversion and is refused on open.
 
@@ -53,7 +59,10 @@ All keys live in LMDB's main database:
     conversion's fingerprint and the number of records already committed (used to resume).
 
 Compatibility: readers refuse a ``schema_version`` newer than :data:`SCHEMA_VERSION`; new
-optional arrays or metadata keys do not need a new version, changed meanings do.
+optional arrays or metadata keys do not need a new version, changed meanings do. Version 1
+(a CRC of the array bytes only: an edited header went unnoticed) is refused with the advice to
+convert the data again (conversion is deterministic: same source, options and seed give the
+same records and splits).
 """
 from __future__ import annotations
 
@@ -71,7 +80,7 @@ from . import codec
 from .errors import DataError, DataFileNotFoundError
 
 SCHEMA = "phizoo-lmdb"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 META_KEY = b"__meta__"
 COMPLETE_KEY = b"__complete__"
@@ -80,7 +89,7 @@ INDEX_KEY = b"__index__"
 SPLIT_PREFIX = b"__split__/"
 
 UNITS = {"energy": "eV", "length": "angstrom", "forces": "eV/angstrom", "charge": "e",
-         "dipole": "e*angstrom"}
+         "dipole": "e*angstrom", "stress": "eV/angstrom^3"}
 
 # name -> (dtype, trailing shape; None = per-atom leading dimension N)
 FIELDS: dict[str, tuple[np.dtype, tuple]] = {
@@ -91,6 +100,10 @@ FIELDS: dict[str, tuple[np.dtype, tuple]] = {
     "forces": (np.dtype(np.float64), ("N", 3)),
     "charges": (np.dtype(np.float64), ("N",)),
     "dipole": (np.dtype(np.float64), None),  # [1] (magnitude) or [3] (vector)
+    "spin": (np.dtype(np.float64), (1,)),
+    "cell": (np.dtype(np.float64), (3, 3)),
+    "pbc": (np.dtype(np.float64), (3,)),
+    "stress": (np.dtype(np.float64), (3, 3)),
 }
 REQUIRED = ("z", "pos", "energy", "total_charge")
 MAX_Z = 118
@@ -110,6 +123,10 @@ class SchemaVersionError(DataError):
 
 class IncompleteDatabaseError(DataError):
     """The database has no completion marker: its conversion was interrupted."""
+
+
+class StoreWriteError(DataError):
+    """Writing the database failed (disk full, I/O error); the partial file is kept for resuming."""
 
 
 # ------------------------------------------------------------------------------- reading
@@ -235,6 +252,10 @@ def read_header(env: lmdb.Environment, path: str | Path) -> dict[str, Any]:
         version = meta.get("schema_version")
         if not isinstance(version, int) or version < 1:
             raise DataError(f"{path}: invalid schema_version {version!r}: corrupted")
+        if version < SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{path}: schema version {version} (written by an older phizoo) does not checksum whole "
+                f"records; convert the data again with this phizoo (phizoo data convert ... --overwrite)")
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{path}: schema version {version} is newer than this phizoo can read (up to "
@@ -269,7 +290,7 @@ def decode_record(raw: bytes | None, path: Path, i: int, fields: Iterable[str] |
     if raw is None:
         raise DataError(f"{path}: record {i} is missing: corrupted")
     try:
-        arrays, smeta = codec.decode(raw)
+        arrays, smeta = codec.decode(raw, key=record_key(i))
     except DataError as err:
         raise DataError(f"{path}: record {i}: {err}") from None
     for name in fields or REQUIRED:
@@ -299,7 +320,8 @@ def validate_arrays(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarr
 
     ``where`` names the source file and record for the error message. Checks: required arrays
     present, no unknown names, integral atomic numbers in 1..118, shapes consistent with the
-    number of atoms (at least one), finite values."""
+    number of atoms (at least one), finite values, no two atoms closer than
+    :data:`phizoo.validate.MIN_DISTANCE` (coincident atoms)."""
     missing = [k for k in REQUIRED if k not in arrays or arrays[k] is None]
     if missing:
         raise DataError(f"{where}: missing {', '.join(missing)}")
@@ -328,7 +350,7 @@ def validate_arrays(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarr
         except (TypeError, ValueError) as err:
             raise DataError(f"{where}: {name!r} is not numeric ({err})") from None
         spec = FIELDS[name][1]
-        if name in ("energy", "total_charge"):
+        if name in ("energy", "total_charge", "spin"):
             if arr.size != 1:
                 raise DataError(f"{where}: {name!r} must be one number, got shape {list(arr.shape)}")
             arr = arr.reshape(1)
@@ -345,6 +367,10 @@ def validate_arrays(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarr
             pos = np.argwhere(~finite)[0].tolist()
             raise DataError(f"{where}: {name!r} holds a non-finite value ({arr[tuple(pos)]}) at index {pos}")
         out[name] = arr
+    if "pos" in out:
+        from ..validate import check_min_distance
+
+        check_min_distance(out["pos"], where=where, error=DataError)
     return out
 
 
@@ -357,7 +383,8 @@ class StoreWriter:
     at ``dest`` changes. An exclusive ``flock`` on ``.<dest name>.partial.lock`` keeps two
     conversions from writing the same file. Use as a context manager: an exception removes the
     partial file; ``KeyboardInterrupt``/``SystemExit`` keep it so that the same conversion
-    (same fingerprint) resumes where it stopped.
+    (same fingerprint) resumes where it stopped. So do ``OSError`` and ``lmdb.Error`` (a full
+    disk, a lost mount): the records committed so far stay in the partial file.
     """
 
     def __init__(self, dest: str | Path, fingerprint: str, *, overwrite: bool = False, resume: bool = True,
@@ -435,8 +462,9 @@ class StoreWriter:
             self.fields = fields
         elif fields != self.fields:
             raise DataError(f"{where}: has arrays {list(fields)} but earlier records have {list(self.fields)}")
-        value = codec.encode(arrays, {"id": str(id), "meta": json.dumps(dict(meta or {}), sort_keys=True)})
-        self._batch.append((record_key(self.count), value))
+        key = record_key(self.count)
+        value = codec.encode(arrays, {"id": str(id), "meta": json.dumps(dict(meta or {}), sort_keys=True)}, key=key)
+        self._batch.append((key, value))
         self._batch_bytes += len(value)
         self.count += 1
         if len(self._batch) >= self.commit_every or self._batch_bytes >= self.commit_bytes:
@@ -455,6 +483,11 @@ class StoreWriter:
                 return
             except lmdb.MapFullError:
                 self._env.set_mapsize(int(self._env.info()["map_size"]) * 2)
+            except (lmdb.Error, OSError) as err:
+                raise StoreWriteError(
+                    f"{self.partial}: writing failed ({type(err).__name__}: {err}); the records converted so far "
+                    f"are kept there: free space (or fix the problem) and run the same command again to "
+                    f"resume") from None
 
     def flush(self) -> None:
         if not self._batch:
@@ -473,9 +506,10 @@ class StoreWriter:
         done = {"num_records": self.count, "schema_version": SCHEMA_VERSION,
                 "completed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         items = [(META_KEY, json.dumps(meta, sort_keys=True, allow_nan=False).encode()),
-                 (INDEX_KEY, codec.encode(dict(index)))]
+                 (INDEX_KEY, codec.encode(dict(index), key=INDEX_KEY))]
         for name, idx in splits.items():
-            items.append((SPLIT_PREFIX + name.encode(), codec.encode({"indices": np.asarray(idx, np.int64)})))
+            key = SPLIT_PREFIX + name.encode()
+            items.append((key, codec.encode({"indices": np.asarray(idx, np.int64)}, key=key)))
         items.append((COMPLETE_KEY, json.dumps(done).encode()))
         self._commit(items, delete=[PROGRESS_KEY])
         self._env.sync(True)
@@ -521,7 +555,8 @@ class StoreWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None and self._lock is not None:
-            self.abort(keep=issubclass(exc_type, (KeyboardInterrupt, SystemExit)))
+            self.abort(keep=issubclass(exc_type, (KeyboardInterrupt, SystemExit, OSError, lmdb.Error,
+                                                  StoreWriteError)))
         return False
 
 

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..pretrained import CheckpointError, available_pretrained, load_checkpoint, manifest_path
+from ..pretrained import CheckpointError, find_pretrained, is_path_like, load_checkpoint, load_pretrained
 from ..train.data import chunk, collate
 from .metrics import evaluate
 
@@ -36,21 +36,22 @@ COLUMNS = ["model", "phi", "parameters", "energy_mae_meV", "energy_rmse_meV", "e
 
 
 def resolve_checkpoint(ref: str | Path, device: str | torch.device = "cpu"):
-    """A model from a checkpoint path (``.json``/``.safetensors``/stem) or a pretrained id."""
+    """A model from a shipped id (``phizoo models --pretrained``; only through the verified
+    manifest, never a same-named file in the working directory) or a checkpoint path with a
+    directory part or a ``.json``/``.safetensors`` suffix (``runs/x/best``, ``./mine.json``)."""
+    if not is_path_like(ref):
+        entry = find_pretrained(pretrained=str(ref))
+        model = load_pretrained(entry, device=device)
+        model.checkpoint_path = f"pretrained:{entry['id']}"
+        return model
     p = Path(ref)
     stem = p.with_suffix("") if p.suffix in (".json", ".safetensors") else p
-    if stem.with_suffix(".json").exists():
-        model = load_checkpoint(stem, device=device)
-        model.checkpoint_path = str(stem)
-        return model
-    for entry in available_pretrained():
-        if entry["id"] == str(ref):
-            model = load_checkpoint(manifest_path().parent / entry["card"], expected_sha256=entry["sha256"],
-                                    device=device)
-            model.checkpoint_path = f"pretrained:{entry['id']}"
-            return model
-    raise CheckpointError(f"{ref}: neither a checkpoint (no {stem.with_suffix('.json')}) nor a pretrained id "
-                          f"({', '.join(e['id'] for e in available_pretrained()) or 'none shipped'})")
+    if not stem.with_suffix(".json").exists():
+        raise CheckpointError(f"{ref}: no checkpoint card {stem.with_suffix('.json')} (a run's checkpoint is "
+                              f"<run>/best or <run>/last)")
+    model = load_checkpoint(stem, device=device)
+    model.checkpoint_path = str(stem)
+    return model
 
 
 def model_label(model, ref: str | Path | None = None) -> str:

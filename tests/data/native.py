@@ -21,7 +21,7 @@ def md22_npz(path: Path, n: int = 40, atoms: int = 6, seed: int = 0, e_shape: st
     """An sGDML-style MD22 file: R Å [n,N,3], z [N], E kcal/mol [n,1] (or [n]), F kcal/mol/Å."""
     rng = np.random.default_rng(seed)
     z = np.array(([6, 1, 8, 7] * atoms)[:atoms], dtype=np.uint8)
-    R = rng.normal(size=(n, atoms, 3)) * 1.5
+    R = chain(rng, atoms)[None] + rng.normal(size=(n, atoms, 3)) * 0.05  # thermal noise around a geometry
     E = -1000.0 - rng.random(n) * 10.0
     E = E.reshape(n, 1) if e_shape == "n1" else E
     F = rng.normal(size=(n, atoms, 3)) * 20.0
@@ -33,10 +33,22 @@ def md22_npz(path: Path, n: int = 40, atoms: int = 6, seed: int = 0, e_shape: st
     return path
 
 
+def chain(rng, natoms: int, bond: float = 1.3, dmin: float = 1.0) -> np.ndarray:
+    """A random chain of atoms ``bond`` Å apart with no two atoms closer than ``dmin`` Å."""
+    pos = np.zeros((natoms, 3))
+    for i in range(1, natoms):
+        while True:
+            step = rng.normal(size=3)
+            p = pos[i - 1] + bond * step / np.linalg.norm(step)
+            if np.min(np.linalg.norm(pos[:i] - p, axis=1)) >= dmin:
+                pos[i] = p
+                break
+    return pos
+
+
 def random_molecule(rng, natoms: int, elements=(1, 6, 7, 8)) -> tuple[list[int], np.ndarray]:
     z = [6] + [int(x) for x in rng.choice(elements, size=natoms - 1)]
-    pos = np.cumsum(rng.normal(size=(natoms, 3)), axis=0) * 0.9
-    return z, pos
+    return z, chain(rng, natoms)
 
 
 def xyz_block(z, pos) -> str:

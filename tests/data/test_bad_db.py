@@ -78,7 +78,7 @@ def test_corrupted_record_names_its_index(db):
             fh.write(bytes([b[0] ^ 0x55]))
     ds = LmdbDataset(db)
     ds[122], ds[124]
-    with pytest.raises(DataError, match="d.lmdb: record 123: .*CRC32.*corrupted"):
+    with pytest.raises(DataError, match="d.lmdb: record 123: .*sha256 check.*corrupted"):
         ds[123]
 
 
@@ -88,7 +88,7 @@ def test_newer_schema_version(db):
         meta["schema_version"] = 99
         txn.put(META_KEY, json.dumps(meta).encode())
     _edit(db, bump)
-    with pytest.raises(SchemaVersionError, match="schema version 99 is newer than this phizoo can read \\(up to 1\\)"):
+    with pytest.raises(SchemaVersionError, match="schema version 99 is newer than this phizoo can read \\(up to 2\\)"):
         LmdbDataset(db)
     with pytest.raises(DataError, match="newer"):
         read_metadata(db)

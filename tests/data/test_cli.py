@@ -23,7 +23,7 @@ def test_convert_and_info_md22(tmp_path, capsys, md22_file):
                    "forces      rms", "sha256", "kcal/mol x 0.04336", "train 9, val 1, test 20 (seed 3)"):
         assert needle in info, needle
     assert main(["data", "info", str(dest), "--json"]) == 0
-    assert '"schema_version": 1' in capsys.readouterr().out
+    assert '"schema_version": 2' in capsys.readouterr().out
 
 
 def test_convert_oe62_with_progress_bar(tmp_path, capsys, oe62_file):

@@ -14,9 +14,10 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "phizoo" / "data"
 def test_codec_round_trip_and_safetensors_interop():
     arrays = {"z": np.array([8, 1, 1], np.uint8), "pos": np.arange(9.0).reshape(3, 3),
               "energy": np.array([-2079.123456789012345]), "charges": np.array([-0.8, 0.4, 0.4])}
-    buf = codec.encode(arrays, {"id": "water", "meta": '{"row": 3}'})
-    back, meta = codec.decode(buf)
-    assert meta["id"] == "water" and meta["meta"] == '{"row": 3}' and len(meta["crc32"]) == 8
+    buf = codec.encode(arrays, {"id": "water", "meta": '{"row": 3}'}, key=b"0000000003")
+    back, meta = codec.decode(buf, key=b"0000000003")
+    assert meta["id"] == "water" and meta["meta"] == '{"row": 3}' and len(meta["sha256"]) == 64
+    assert meta["key"] == "0000000003"
     for k, v in arrays.items():
         assert back[k].dtype == v.dtype and np.array_equal(back[k], v)
     assert back["energy"][0] == arrays["energy"][0]  # float64 exactly
@@ -28,9 +29,10 @@ def test_codec_round_trip_and_safetensors_interop():
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b[:5], "truncated"),
     (lambda b: b[:-3], "corrupted"),
-    (lambda b: b[:8] + b"#" + b[9:], "not valid JSON"),
-    (lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), "CRC32"),
-    (lambda b: (10 ** 9).to_bytes(8, "little") + b[8:], "header length"),
+    (lambda b: b[:8] + b"#" + b[9:], "no whole-record sha256"),
+    (lambda b: b[:-1] + bytes([b[-1] ^ 0xFF]), "sha256 check"),
+    (lambda b: b.replace(b'"F64"', b'"F32"'), "sha256 check"),  # the header is covered too
+    (lambda b: (10 ** 9).to_bytes(8, "little") + b[8:], "sha256 check"),
 ])
 def test_codec_rejects_corrupted_bytes(mutate, message):
     buf = codec.encode({"z": np.array([6], np.uint8), "pos": np.zeros((1, 3))})
@@ -46,7 +48,7 @@ def test_no_pickle_anywhere_in_phizoo_data():
 
 
 def test_validate_arrays_messages():
-    ok = {"z": [1, 8], "pos": np.zeros((2, 3)), "energy": -1.0, "total_charge": 0.0}
+    ok = {"z": [1, 8], "pos": np.array([[0.0, 0, 0], [0.96, 0, 0]]), "energy": -1.0, "total_charge": 0.0}
     out = validate_arrays(ok, "src: record 0")
     assert out["z"].dtype == np.uint8 and out["energy"].dtype == np.float64 and out["energy"].shape == (1,)
     cases = [
@@ -55,6 +57,7 @@ def test_validate_arrays_messages():
         ({"pos": np.zeros((3, 3))}, "'pos' has shape"), ({"pos": np.full((2, 3), np.nan)}, "non-finite"),
         ({"energy": np.inf}, "non-finite"), ({"forces": np.zeros((2, 2))}, "'forces' has shape"),
         ({"charges": [0.1]}, "'charges' has shape"), ({"stress": np.zeros(6)}, "unknown array"),
+        ({"pos": np.zeros((2, 3))}, "atoms 0 and 1 are 0 Å apart"),
     ]
     for change, message in cases:
         with pytest.raises(DataError, match=message) as err:
@@ -67,7 +70,7 @@ def test_validate_arrays_messages():
 def _tiny_db(path, n, **fields):
     with StoreWriter(path, "fp") as w:
         for i in range(n):
-            w.add({"z": [1, 6], "pos": np.full((2, 3), float(i)), "energy": -1000.0 - i * 1e-9,
+            w.add({"z": [1, 6], "pos": np.array([[i, i, i], [i + 1.1, i, i]], float), "energy": -1000.0 - i * 1e-9,
                    "total_charge": 0.0, **fields}, id=f"s{i}", meta={"i": i})
         return w.finalize({"name": "tiny"}, {"train": np.arange(n // 2), "test": np.arange(n // 2, n)},
                           {"natoms": np.full(n, 2, np.int32), "energy": -1000.0 - np.arange(n) * 1e-9})
@@ -76,7 +79,7 @@ def _tiny_db(path, n, **fields):
 def test_store_round_trip(tmp_path):
     path = _tiny_db(tmp_path / "t.lmdb", 10)
     ds = LmdbDataset(path, return_ids=True)
-    assert len(ds) == 10 and ds.metadata["name"] == "tiny" and ds.metadata["schema_version"] == 1
+    assert len(ds) == 10 and ds.metadata["name"] == "tiny" and ds.metadata["schema_version"] == 2
     d = ds[3]
     assert d.z.dtype.is_floating_point is False and d.z.tolist() == [1, 6]
     assert d.energy.dtype.__str__() == "torch.float64" and d.energy.item() == -1000.0 - 3e-9

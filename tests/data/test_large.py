@@ -9,7 +9,7 @@ from phizoo.data.store import StoreWriter
 
 
 def _build(path, n):
-    z, pos = np.array([1, 8, 1]), np.zeros((3, 3))
+    z, pos = np.array([1, 8, 1]), np.array([[0.76, 0.59, 0.0], [0.0, 0.0, 0.0], [-0.76, 0.59, 0.0]])  # water
     with StoreWriter(path, "fp", commit_every=5000) as w:
         for i in range(n):
             w.add({"z": z, "pos": pos + i * 1e-3, "energy": -2000.0 - i, "total_charge": 0.0}, id=str(i))
@@ -38,7 +38,7 @@ def test_open_and_random_access_do_not_scale(tmp_path, monkeypatch):
     large = _build(tmp_path / "large.lmdb", 20_000)
     calls = []
     real = codec.decode
-    monkeypatch.setattr(codec, "decode", lambda b: (calls.append(1), real(b))[1])
+    monkeypatch.setattr(codec, "decode", lambda b, key=None: (calls.append(1), real(b, key))[1])
     ds = LmdbDataset(large)
     assert len(ds) == 20_000 and calls == []  # opening decoded no record
     assert len(ds.split("train")) == 10_000 and len(calls) == 1  # one split key, still no record
