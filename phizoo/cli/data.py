@@ -3,6 +3,7 @@
     phizoo data convert md22 md22_DHA.npz -o dha.lmdb
     phizoo data convert oe62 df_62k.json -o oe62.lmdb
     phizoo data convert qm9 -o qm9.lmdb --train-subsets 1000,10000     # from the installed qm9pack
+    phizoo data convert ase mine.extxyz more.traj -o mine.lmdb --energy-unit kcal/mol   # your own data
     phizoo data info oe62.lmdb
     phizoo data xtb-md --molecule Ac-Ala3-NHMe -o data/xtb/ac_ala3.npz   # GFN2-xTB MD, MD22 format
 """
@@ -37,10 +38,11 @@ def register(sub) -> None:
                                     "phizoo LMDB database. Energies in eV (float64), positions in Å, forces "
                                     "in eV/Å, charges in e. The file appears only when the conversion is "
                                     "complete; an interrupted run resumes when started again.")
-    c.add_argument("dataset", choices=["md22", "oe62", "qm9"])
-    c.add_argument("src", nargs="?", default=None,
+    c.add_argument("dataset", choices=["md22", "oe62", "qm9", "ase"])
+    c.add_argument("src", nargs="*", default=None,
                    help="source: md22 .npz file, OE62 df_*.json, or for qm9 a qm9_part*.csv file/folder "
-                        "(omit or 'qm9pack' for the installed qm9pack package)")
+                        "(omit or 'qm9pack' for the installed qm9pack package); ase: one or more files "
+                        "that ase.io.read reads (extxyz, ASE db, traj, ...)")
     c.add_argument("-o", "--output", required=True, help="database file to write (e.g. data/oe62.lmdb)")
     c.add_argument("--limit", type=_positive, help="convert only the first N structures of the source "
                                                     "(split sizes are scaled proportionally)")
@@ -54,6 +56,15 @@ def register(sub) -> None:
     c.add_argument("--molecule", help="md22: molecule name when the file name does not tell")
     c.add_argument("--target", default="total_energy_pbe0_vac_tier2", help="oe62: energy column (eV)")
     c.add_argument("--charges", default="hirshfeld_pbe", help="oe62: charge column, or 'none'")
+    for q, default in (("energy", "energy"), ("forces", "forces"), ("stress", "stress"), ("charges", "charges"),
+                       ("total-charge", "charge"), ("spin", "spin")):
+        c.add_argument(f"--{q}-key", help=f"ase: atoms.info / atoms.arrays / calculator key of the {q} "
+                                          f"(default {default!r}; given = required in every frame)")
+    c.add_argument("--energy-unit", default="eV", choices=["eV", "kcal/mol", "kJ/mol", "Hartree"],
+                   help="ase: unit of the energies in the files (forces: energy/length, stress: energy/length^3)")
+    c.add_argument("--length-unit", default="Ang", choices=["Ang", "Bohr"], help="ase: unit of positions and cell")
+    c.add_argument("--theory", help="ase: level of theory recorded in the metadata")
+    c.add_argument("--format", help="ase: ase.io format when the file extension does not tell")
     c.add_argument("--train-subsets", type=_int_list, default=[],
                    help="comma-separated sizes of nested training subsets stored as splits train_<k>")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -102,10 +113,23 @@ def run_convert(args) -> int:
 
     common = dict(limit=args.limit, seed=args.seed, train_subsets=args.train_subsets, overwrite=args.overwrite,
                   resume=not args.restart, progress=not args.quiet)
-    if args.dataset != "qm9" and args.src is None:
+    sources = list(args.src or [])
+    if args.dataset != "qm9" and not sources:
         raise ValueError(f"{args.dataset}: give the source file (SRC)")
+    if args.dataset != "ase" and len(sources) > 1:
+        raise ValueError(f"{args.dataset}: one source at a time (got {len(sources)})")
+    args.src = sources[0] if args.dataset != "ase" and sources else (sources or None)
     try:
-        if args.dataset == "md22":
+        if args.dataset == "ase":
+            from ..data.ase_convert import convert_ase
+
+            keys = {q: getattr(args, f"{q}_key") for q in ("energy", "forces", "stress", "charges",
+                                                           "total_charge", "spin")}
+            path = convert_ase(args.src, args.output, keys=keys, energy_unit=args.energy_unit,
+                               length_unit=args.length_unit, theory=args.theory, format=args.format,
+                               train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,
+                               **common)
+        elif args.dataset == "md22":
             path = convert_md22(args.src, args.output, train_size=args.train_size, val_fraction=args.val_fraction,
                                 molecule=args.molecule, **common)
         elif args.dataset == "oe62":

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter
 
+from ..electrons import multiplicity_problem
+
 
 class ChargeSpinError(ValueError):
     """A total charge / spin multiplicity that is impossible or that the model cannot describe."""
@@ -63,19 +65,9 @@ def resolve_charge_spin(data, z: torch.Tensor, batch: torch.Tensor, num_graphs: 
     else:
         spin = s_given.double().reshape(-1)
         for b in range(num_graphs):
-            m, ne = float(spin[b]), float(electrons[b])
-            if m < 1 or m != round(m):
-                raise ChargeSpinError(f"structure {b}: spin multiplicity {m:g} must be a positive integer "
-                                      f"(2S+1: 1 singlet, 2 doublet, 3 triplet)")
-            if bool(integral[b]) and (round(ne) + round(m) - 1) % 2:
-                parity = "odd" if round(ne) % 2 else "even"
-                need = "even (2 doublet, 4 quartet, ...)" if parity == "odd" else "odd (1 singlet, 3 triplet, ...)"
-                raise ChargeSpinError(
-                    f"structure {b}: total charge {float(q[b]):+g} e leaves {round(ne)} electrons ({parity}), which "
-                    f"cannot have spin multiplicity {round(m)}: it must be {need}")
-            if m - 1 > ne:
-                raise ChargeSpinError(f"structure {b}: spin multiplicity {round(m)} needs at least {round(m) - 1} "
-                                      f"electrons, but total charge {float(q[b]):+g} e leaves {ne:g}")
+            problem = multiplicity_problem(float(electrons[b]), float(q[b]), float(spin[b]))
+            if problem:
+                raise ChargeSpinError(f"structure {b}: {problem}")
     if not accepts_charge and bool((q != 0).any()):
         b = int((q != 0).nonzero()[0, 0])
         raise ChargeSpinError(

@@ -56,7 +56,7 @@ def test_validate_arrays_messages():
         ({"z": [1.5, 1]}, "not integers"), ({"z": []}, "non-empty"),
         ({"pos": np.zeros((3, 3))}, "'pos' has shape"), ({"pos": np.full((2, 3), np.nan)}, "non-finite"),
         ({"energy": np.inf}, "non-finite"), ({"forces": np.zeros((2, 2))}, "'forces' has shape"),
-        ({"charges": [0.1]}, "'charges' has shape"), ({"stress": np.zeros(6)}, "unknown array"),
+        ({"charges": [0.1]}, "'charges' has shape"), ({"hessian": np.zeros(6)}, "unknown array"),
         ({"pos": np.zeros((2, 3))}, "atoms 0 and 1 are 0 Å apart"),
     ]
     for change, message in cases:
