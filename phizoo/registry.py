@@ -76,9 +76,7 @@ def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dic
         raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(cfg['presets'])}")
     backbone_kw = copy.deepcopy(cfg["presets"][preset])
     potential_kw = {k: backbone_kw.pop(k) for k in ("head_hidden", "charge_spin") if k in backbone_kw}
-    phi_kw = copy.deepcopy(cfg["phi"])
-    phi_kw.update(backbone_kw.pop("phi", {}) or {})
-    phi_kw.update(phi_options or {})
+    phi_kw = resolve_phi_options(cfg["phi"], backbone_kw.pop("phi", {}) or {}, phi_options or {})
     for key in list(overrides):
         if key in ("head_hidden", "neighbor_backend", "charge_spin"):
             potential_kw[key] = overrides.pop(key)
@@ -86,15 +84,32 @@ def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dic
     return backbone_kw, phi_kw, potential_kw
 
 
+def resolve_phi_options(defaults: dict, preset: dict, options: dict) -> dict:
+    """Φ options: the formulation's defaults from the model config, then the preset's values for
+    the keys that formulation has (a preset may set ``k`` for the paper formulation only), then
+    the caller's ``options`` (checked strictly when the head is built)."""
+    from .phi.module import phi_option_names
+
+    formulation = options.get("formulation", preset.get("formulation", defaults.get("formulation", "continuous")))
+    known = phi_option_names(formulation)
+    kw = {"formulation": formulation, **copy.deepcopy(defaults.get(formulation, {}))}
+    kw.update({k: v for k, v in preset.items() if k in known})
+    kw.update(options)
+    return kw
+
+
 def build_from_spec(spec: dict[str, Any]):
     """Rebuild a ``Potential`` (fresh weights) from the spec stored with a checkpoint."""
     from .models.potential import Potential
-    from .phi.module import PhiModule
+    from .phi.module import build_phi
 
     backbone = backbone_class(spec["model"])(**spec["backbone"])
     phi = None
     if spec["phi"]:
-        phi = PhiModule(backbone.layer_feature_dims, backbone.cutoff, **spec["phi_options"])
+        options = dict(spec["phi_options"])
+        # specs saved before formulations existed are the paper's (k modes per component)
+        options.setdefault("formulation", "paper" if "k" in options else "continuous")
+        phi = build_phi(backbone.layer_feature_dims, backbone.cutoff, **options)
     return Potential(backbone, phi, spec=spec, **spec.get("potential", {}))
 
 

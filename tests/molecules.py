@@ -77,6 +77,53 @@ def cutoff_crossing(cutoff: float, delta: float, spacing: float = 1.4) -> Data:
     return Data(z=torch.tensor(z, dtype=torch.long), pos=torch.tensor(pos, dtype=torch.float64))
 
 
+def alkane(n_carbon: int) -> Data:
+    """Linear all-trans alkane C_nH_2n+2 along x (C–C 1.54 Å, C–H 1.09 Å, tetrahedral angles)."""
+    cc, ch = 1.54, 1.09
+    half = np.deg2rad(109.5) / 2
+    dx, dy = cc * np.sin(half), cc * np.cos(half) / 2
+    carbons = np.array([[i * dx, dy * (1 if i % 2 else -1), 0.0] for i in range(n_carbon)])
+    pos, z = list(carbons), [6] * n_carbon
+    for i, c in enumerate(carbons):
+        out = np.array([0.0, 1.0 if i % 2 else -1.0, 0.0])  # away from the backbone
+        for s in (1.0, -1.0):
+            pos.append(c + ch * (np.cos(np.deg2rad(54.75)) * out + np.sin(np.deg2rad(54.75)) * np.array([0, 0, s])))
+            z.append(1)
+    for end, sign in ((0, -1.0), (n_carbon - 1, 1.0)):  # terminal hydrogens along the chain
+        pos.append(carbons[end] + ch * np.array([sign, 0.0, 0.0]))
+        z.append(1)
+    return Data(z=torch.tensor(z, dtype=torch.long), pos=torch.tensor(np.array(pos), dtype=torch.float64))
+
+
+def water_cluster(n_molecules: int, seed: int = 0, density: float = 0.033) -> Data:
+    """Water molecules at random orientations on a jittered cubic lattice (molecules per Å³)."""
+    rng = np.random.default_rng(seed)
+    a = density ** (-1.0 / 3.0)
+    m = int(np.ceil(n_molecules ** (1.0 / 3.0)))
+    sites = np.array([[i, j, k] for i in range(m) for j in range(m) for k in range(m)][:n_molecules], float) * a
+    local = np.array([[0.0, 0.0, 0.0], [0.757, 0.586, 0.0], [-0.757, 0.586, 0.0]])
+    pos, z = [], []
+    for site in sites:
+        q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+        pos.extend(site + 0.2 * rng.uniform(-1, 1, 3) + local @ (q * np.sign(np.diag(r))).T)
+        z.extend([8, 1, 1])
+    return Data(z=torch.tensor(z, dtype=torch.long), pos=torch.tensor(np.array(pos), dtype=torch.float64))
+
+
+def approaching_pair(a: Data, b: Data, gap: float, direction=(1.0, 0.0, 0.0)) -> Data:
+    """``a`` plus ``b`` translated along ``direction`` so that the closest atom pair is ``gap`` Å apart."""
+    u = torch.as_tensor(direction, dtype=a.pos.dtype)
+    u = u / u.norm()
+    # closest distance as a function of the shift t along u: solve |a_i - b_j - t u| = gap for the
+    # first contact (largest t among pairs that reach it)
+    d = a.pos[:, None, :] - b.pos[None, :, :]
+    du = d @ u
+    perp2 = (d * d).sum(-1) - du**2
+    reach = perp2 <= gap**2
+    t = torch.where(reach, du + torch.sqrt((gap**2 - perp2).clamp_min(0)), torch.full_like(du, -np.inf)).max()
+    return merged(a, b, t * u)
+
+
 def sf6(bond: float = 1.561) -> Data:
     """SF6, point group Oh: S at the origin, six F at ±``bond`` Å on the axes (S-F 1.561 Å, gas-phase
     electron diffraction). Not in ASE's g2 collection, hence built here."""

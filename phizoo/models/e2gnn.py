@@ -15,15 +15,19 @@ node ``g``: scalars ``x_g`` [C, F] and vectors ``v_g`` [C, 3, F]. Every layer:
 
 ``layer_features`` are the atom scalars after step 3 of every layer (what the Φ-Module reads).
 
-Virtual node = one per *connected component of the radius graph* (``virtual_node="component"``,
-default). A molecule's graph is almost always connected, so this is the paper's one node per
-molecule; fragments farther apart than the cutoff get separate nodes, which makes the model
-size consistent (far-apart fragments give the sum of their energies) and keeps molecules of a
-batch independent. The price: when two fragments come within the cutoff of each other their
-virtual nodes merge, a discontinuity of the energy at that event (the same per-component
-convention as the Φ-Module's Laplacian). ``"molecule"`` (one node per molecule, as in the
-paper's code; not size consistent) and ``"none"`` (ablation) are available. See
-docs/readme/e2gnn.md.
+Virtual node (``virtual_node=``):
+
+* ``"screened"`` (default): every atom has its own view of the global node, the *screened
+  diffusion* of the atom features over the radius graph, ``g = μ_v (L + μ_v I)⁻¹ h`` with
+  ``L`` the graph Laplacian (polynomial-envelope weights, zero with zero slope and curvature at
+  the cutoff) and ``μ_v = virtual_node_mu``. As ``μ_v → 0`` this is the mean over the connected
+  component (``μ(L + μ)⁻¹ → `` projector onto ``L``'s null space), i.e. the paper's one node per
+  molecule; for ``μ_v > 0`` it is a smooth function of the positions, so the energy stays C¹
+  when fragments meet or part, and block-diagonal, so far-apart fragments add (size consistent).
+  Screening length ≈ √(deg/μ_v) graph hops. Solves as in the Φ-Module (``phizoo.phi.poisson``).
+* ``"component"``: one node per connected component (size consistent, but the energy jumps
+  when two components merge: kept for the checkpoints trained with it).
+* ``"molecule"``: one node per molecule (the paper's code; not size consistent). ``"none"``.
 """
 from __future__ import annotations
 
@@ -36,11 +40,34 @@ from torch_geometric.utils import scatter
 from ..nn.graph import Graph
 from ..nn.mlp import mlp, smooth_norm
 from ..nn.radial import polynomial_envelope
+from ..phi.poisson import ScreenedLaplacian, screened_solve
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
 from .potential import MAX_Z
 
-VIRTUAL_NODE_MODES = ("component", "molecule", "none")
+VIRTUAL_NODE_MODES = ("screened", "component", "molecule", "none")
+
+
+class VirtualNodes:
+    """How atoms and virtual nodes exchange: ``count`` rows of virtual-node state, ``gather``
+    [count, ...] -> [N, ...], ``pool`` [N, C] -> [count, C]."""
+
+    def __init__(self, mode: str, graph: Graph, weights: torch.Tensor, mu: float):
+        if mode == "screened":
+            self.count, self.index = graph.batch.shape[0], None
+            self.mu = weights.new_tensor(mu)
+            self.weights = weights
+            self.op = ScreenedLaplacian(graph.edge_index, weights, self.mu, graph.batch, graph.num_graphs)
+        else:
+            self.index, self.count = (graph.batch, int(graph.num_graphs)) if mode == "molecule" else graph.components()
+
+    def gather(self, g: torch.Tensor) -> torch.Tensor:
+        return g if self.index is None else g[self.index]
+
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        if self.index is None:
+            return self.mu * screened_solve(self.weights, self.mu, h, self.op)
+        return scatter(h, self.index, dim=0, dim_size=self.count, reduce="mean")
 
 
 class ScaledSiLU(nn.Module):
@@ -97,12 +124,12 @@ class E2GNNLayer(nn.Module):
             self.atom_to_vn_x = mlp([2 * F, F, F], activation=ScaledSiLU, final_activation=True)
             self.atom_to_vn_vec = nn.Linear(F, F, bias=False)
 
-    def forward(self, x, vec, gx, gvec, comp, num_comp, filt, unit, src, dst):
+    def forward(self, x, vec, gx, gvec, vn: VirtualNodes | None, filt, unit, src, dst):
         n, F = x.shape
         # 1. virtual node -> atoms
         if self.virtual_node:
-            x = x + self.vn_to_atom_rest(self.vn_to_atom_x(x) + self.vn_to_atom_g(gx)[comp])
-            vec = vec + self.vn_to_atom_vec(vec + gvec[comp])
+            x = x + self.vn_to_atom_rest(self.vn_to_atom_x(x) + vn.gather(self.vn_to_atom_g(gx)))
+            vec = vec + self.vn_to_atom_vec(vec + vn.gather(gvec))
         # 2. message j -> i (filt carries the envelope, 1/√3 and, on its first 2F channels, 1/√F)
         a1, a2, a3 = torch.split(self.message_mlp(x)[src] * filt, F, dim=-1)
         dvec = a1.unsqueeze(1) * vec[src] + a2.unsqueeze(1) * unit.unsqueeze(-1)
@@ -113,10 +140,10 @@ class E2GNNLayer(nn.Module):
         b1, b2, b3 = torch.split(self.update_mlp(torch.cat([x, smooth_norm(vv, dim=1)], dim=-1)), F, dim=-1)
         x = x + b2 * (1.0 / math.sqrt(2.0)) + x * torch.tanh(b3)
         vec = vec + b1.unsqueeze(1) * uv
-        # 4. atoms -> virtual node (mean over the virtual node's atoms; one scatter for both)
+        # 4. atoms -> virtual node (pooled over the virtual node's atoms; one pooling for both)
         if self.update_virtual:
-            pooled = scatter(torch.cat([x, vec.reshape(n, 3 * F)], dim=-1), comp, dim=0, dim_size=num_comp,
-                             reduce="mean")
+            pooled = vn.pool(torch.cat([x, vec.reshape(n, 3 * F)], dim=-1))
+            num_comp = vn.count
             gx = gx + self.atom_to_vn_x(torch.cat([pooled[:, :F], gx], dim=-1))
             gvec = gvec + self.atom_to_vn_vec(pooled[:, F:].reshape(num_comp, 3, F) + gvec)
         return x, vec, gx, gvec
@@ -132,12 +159,13 @@ class E2GNN(Backbone):
         num_rbf: Gaussian radial functions on [0, cutoff].
         cutoff: radius-graph cutoff (Å).
         envelope_exponent: p of the polynomial envelope (value, slope and curvature 0 at the cutoff).
-        virtual_node: ``"component"`` (default: one per connected component of the radius graph),
-            ``"molecule"`` (one per molecule, as in the paper's code; not size consistent) or ``"none"``.
+        virtual_node: ``"screened"`` (default), ``"component"``, ``"molecule"`` or ``"none"`` (see the
+            module docstring). virtual_node_mu: μ_v of the screened virtual node.
     """
 
     def __init__(self, hidden_channels: int = 256, num_layers: int = 6, num_rbf: int = 128, cutoff: float = 6.0,
-                 envelope_exponent: int = 5, virtual_node: str = "component"):
+                 envelope_exponent: int = 5, virtual_node: str = "screened",
+                 virtual_node_mu: float = 0.05):
         super().__init__()
         if virtual_node not in VIRTUAL_NODE_MODES:
             raise ValueError(f"virtual_node must be one of {VIRTUAL_NODE_MODES}, got {virtual_node!r}")
@@ -150,6 +178,7 @@ class E2GNN(Backbone):
         self.num_layers = int(num_layers)
         self.envelope_exponent = int(envelope_exponent)
         self.virtual_node = virtual_node
+        self.virtual_node_mu = float(virtual_node_mu)
         self.embedding = nn.Embedding(MAX_Z + 1, F)
         nn.init.uniform_(self.embedding.weight, -math.sqrt(3.0), math.sqrt(3.0))
         self.rbf = GaussianRBF(num_rbf, cutoff)
@@ -165,12 +194,6 @@ class E2GNN(Backbone):
             E2GNNLayer(F, virtual_node=use_vn, update_virtual=i < num_layers - 1) for i in range(num_layers)
         )
 
-    def virtual_node_index(self, graph: Graph) -> tuple[torch.Tensor, int]:
-        """Virtual node of every atom [N] and the number of virtual nodes."""
-        if self.virtual_node == "molecule":
-            return graph.batch, int(graph.num_graphs)
-        return graph.components()
-
     def forward(self, z: torch.Tensor, graph: Graph, extra: torch.Tensor | None = None) -> BackboneOutput:
         x = self.embedding(z) if extra is None else self.embedding(z) + extra
         n, F = x.shape
@@ -184,13 +207,13 @@ class E2GNN(Backbone):
         weight = torch.cat([self.filters.weight, self.filters.bias.unsqueeze(-1)], dim=-1) * self.filter_scale[:, None]
         filt = torch.split(basis @ weight.T, 3 * F, dim=-1)
         if self.virtual_node != "none":
-            comp, num_comp = self.virtual_node_index(graph)
-            gx = self.vn_embedding.expand(num_comp, F)
-            gvec = x.new_zeros(num_comp, 3, F)
+            vn = VirtualNodes(self.virtual_node, graph, env.squeeze(-1), self.virtual_node_mu)
+            gx = self.vn_embedding.expand(vn.count, F)
+            gvec = x.new_zeros(vn.count, 3, F)
         else:
-            comp, num_comp, gx, gvec = None, 0, None, None
+            vn, gx, gvec = None, None, None
         layers = []
         for layer, f in zip(self.layers, filt):
-            x, vec, gx, gvec = layer(x, vec, gx, gvec, comp, num_comp, f, unit, src, dst)
+            x, vec, gx, gvec = layer(x, vec, gx, gvec, vn, f, unit, src, dst)
             layers.append(x)
         return BackboneOutput(features=x, layer_features=layers)

@@ -20,7 +20,6 @@ from torch_geometric.utils import scatter
 
 from ..nn.graph import build_graph
 from ..nn.mlp import mlp
-from ..phi.module import PhiModule
 from .backbone import Backbone
 from .charge_spin import ChargeSpinEmbedding, resolve_charge_spin
 from .periodic import apply_strain, cell_inputs, stress_from_strain_grad
@@ -57,11 +56,11 @@ class Potential(nn.Module):
 
     Args:
         backbone: a ``Backbone``.
-        phi: a ``PhiModule`` or ``None``.
+        phi: a Φ head (``phizoo.phi.module.build_phi``) or ``None``.
         spec: how to rebuild this model (registry name and hyperparameters); saved with weights.
     """
 
-    def __init__(self, backbone: Backbone, phi: PhiModule | None = None, spec: dict[str, Any] | None = None,
+    def __init__(self, backbone: Backbone, phi: nn.Module | None = None, spec: dict[str, Any] | None = None,
                  head_hidden: int | None = None, neighbor_backend: str = "auto", charge_spin: bool = False):
         super().__init__()
         self.backbone = backbone
@@ -97,7 +96,8 @@ class Potential(nn.Module):
         (optional, e, default 0). Returns a dict:
             energy [B] float64 eV (with element references), forces [N, 3] eV/Å,
             and with Φ: phi [N], charges [N] e, electrostatic_energy [B] eV,
-            pde_residual [B] (mean (Lφ-ρ)² per molecule), charge_error [B] (Σρ - Q).
+            charge_error [B] (Σρ - Q) and, for the paper formulation, pde_residual [B]
+            (mean (Lφ-ρ)² per molecule).
         ``create_graph`` defaults to ``self.training`` (needed to train on forces).
 
         Periodic structures: ``cell`` [B, 3, 3] Å and ``pbc`` [B, 3] (models/periodic.py); with
@@ -134,11 +134,13 @@ class Potential(nn.Module):
         energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
         result: dict[str, torch.Tensor] = {}
         if self.phi is not None:
-            po = self.phi(out.layer_features, graph)
-            energy = energy + po.energy
             q = q.to(energy)
+            po = self.phi(out.layer_features, graph, total_charge=q)
+            energy = energy + po.energy
             result.update(phi=po.phi, charges=po.charges, electrostatic_energy=po.energy,
-                          pde_residual=po.pde_residual, charge_error=po.total_charge - q.reshape(-1))
+                          charge_error=po.total_charge - q)
+            if po.pde_residual is not None:
+                result["pde_residual"] = po.pde_residual
         refs = scatter(self.element_energies[z], batch, dim=0, dim_size=num_graphs, reduce="sum")
         result["energy"] = energy.to(torch.float64) + refs
         if compute_forces or compute_stress:

@@ -1,4 +1,8 @@
-"""The Φ-Module: a head that any backbone can host.
+"""The paper's Φ-Module (Zhdanov & Kurenkov, arXiv 2505.14606), kept as ``formulation="paper"``.
+
+Discontinuous by design: the ``k`` modes are counted per connected component, so the energy
+jumps when two components merge or split (two molecules coming within the cutoff; shown by
+``tests/phi/test_formulations.py``). Use the continuous default (``continuous.py``) for MD.
 
 Per connected component of every molecule (see ``laplacian.py``):
 
@@ -19,8 +23,6 @@ Per connected component of every molecule (see ``laplacian.py``):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch_geometric.utils import scatter, subgraph
@@ -28,6 +30,7 @@ from torch_geometric.utils import scatter, subgraph
 from ..nn.graph import Graph
 from ..nn.mlp import mlp
 from . import spectral
+from .output import PhiOutput
 from .laplacian import dense_laplacian, edge_weights, laplacian_matvec, pack_components, sparse_laplacian
 from .sparse import sparse_lowpass_project
 from .spectral import lowpass_project
@@ -36,19 +39,8 @@ RHO_MODES = ("untied", "tied")
 ALPHA_NETS = ("projection", "gated")
 
 
-@dataclass
-class PhiOutput:
-    """Per-atom φ and ρ [N]; per-molecule E_ES (eV, γ applied) [B], PDE residual [B], Σρ [B]."""
-
-    phi: torch.Tensor
-    charges: torch.Tensor
-    energy: torch.Tensor
-    pde_residual: torch.Tensor
-    total_charge: torch.Tensor
-
-
-class PhiModule(nn.Module):
-    """Φ head.
+class PaperPhi(nn.Module):
+    """Φ head in the paper's formulation.
 
     Args:
         feature_dims: width of the scalar features handed over after each layer.
@@ -61,6 +53,8 @@ class PhiModule(nn.Module):
         smearing: width τ of the occupation step at mode k (eigenvalue units).
         hidden: α-Net width. gamma_init: initial scale γ of E_ES.
     """
+
+    formulation = "paper"
 
     def __init__(
         self,
@@ -95,7 +89,9 @@ class PhiModule(nn.Module):
         self.gates = nn.ModuleList(mlp([f, hidden, channels]) for f in feature_dims) if alpha_net == "gated" else None
         self.gamma = nn.Parameter(torch.tensor(float(gamma_init)))
 
-    def forward(self, layer_features: list[torch.Tensor], graph: Graph) -> PhiOutput:
+    def forward(self, layer_features: list[torch.Tensor], graph: Graph,
+                total_charge: torch.Tensor | None = None) -> PhiOutput:
+        """``total_charge`` is not used: ρ is neutral (tied) or pushed towards Q by the charge loss."""
         if len(layer_features) != len(self.alpha_nets):
             raise ValueError(f"Φ-Module built for {len(self.alpha_nets)} layers, got features of {len(layer_features)}")
         comp, n_comp = graph.components()

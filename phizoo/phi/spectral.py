@@ -101,7 +101,7 @@ def occupations(lam: torch.Tensor, mask: torch.Tensor, k: int, tau: float):
     p = 1.0 / tau
     w_f = torch.sigmoid(-p * t)
     v_f = (p / mu[:, None]) * w_f * (1.0 - w_f)
-    a_f = (p / mu[:, None]) * torch.exp((p - 1.0) * t) * w_f.pow(2)
+    a_f = (p / mu[:, None]) * _exp_sigmoid_sq(t, p)
     keep = smeared[:, None] & mask
     w = torch.where(smeared[:, None], w_f, torch.ones_like(lam)) * mask
     v = torch.where(keep, v_f, torch.zeros_like(lam))
@@ -109,12 +109,17 @@ def occupations(lam: torch.Tensor, mask: torch.Tensor, k: int, tau: float):
     return w, v, a, mu, smeared
 
 
+def _exp_sigmoid_sq(t: torch.Tensor, p: float) -> torch.Tensor:
+    """e^{(p−1)t} σ(−pt)² in log space: the product of an overflowing exponential and an
+    underflowing sigmoid (far-above-μ modes, float32) would be inf·0 = NaN."""
+    return torch.exp((p - 1.0) * t - 2.0 * torch.nn.functional.softplus(p * t))
+
+
 def _derivative(lam: torch.Tensor, mu: torch.Tensor, tau: float) -> torch.Tensor:
     """∂w/∂λ at eigenvalues ``lam`` (any shape broadcastable with ``mu``)."""
     p = 1.0 / tau
     t = _log_lambda(lam) - torch.log(mu)
-    w = torch.sigmoid(-p * t)
-    return -(p / mu) * torch.exp((p - 1.0) * t) * w.pow(2)
+    return -(p / mu) * _exp_sigmoid_sq(t, p)
 
 
 class _LowPass(torch.autograd.Function):

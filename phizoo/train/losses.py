@@ -64,7 +64,10 @@ def compute_loss(out: dict, batch, weights: dict, dtype: torch.dtype, n_mol: flo
         df = out["forces"] - batch.forces.to(out["forces"].dtype)
         nf = float(df.numel()) if n_force is None else float(n_force)
         parts["forces"] = _elementwise(df, kind, delta).sum() / max(nf, 1.0)
-    if weights.get("pde", 0.0) and "pde_residual" in out:
+    if weights.get("pde", 0.0):
+        if "pde_residual" not in out:
+            raise ValueError("loss.pde is set but this model has no PDE residual (the continuous Φ has ρ = Lφ "
+                             "exactly, the base model no Φ): set loss.pde to 0")
         parts["pde"] = out["pde_residual"].to(dtype).sum() / n_mol
     if weights.get("charge", 0.0) and "charge_error" in out:
         parts["charge"] = out["charge_error"].to(dtype).abs().sum() / n_mol

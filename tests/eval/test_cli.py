@@ -21,7 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _config(tmp_path, phi: bool):
     cfg = {"model": {"name": "painn", "preset": "test", "phi": phi}, "data": {"dataset": "synthetic"},
            "optimizer": {"lr": 3e-3}, "schedule": {"warmup_steps": 5},
-           "loss": {"energy": 1.0, "forces": 1.0, "pde": 0.01, "charge": 0.01},
+           "loss": {"energy": 1.0, "forces": 1.0},
            "epochs": 5, "batch_size": 10, "seed": 7, "monitor": "val_energy_mae", "progress": False}
     path = tmp_path / f"painn{'-phi' if phi else ''}-synthetic.yaml"
     path.write_text(yaml.safe_dump(cfg))

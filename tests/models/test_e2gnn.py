@@ -7,7 +7,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 import phizoo
-from phizoo.models.e2gnn import E2GNN, E2GNNLayer
+from phizoo.models.e2gnn import E2GNN, E2GNNLayer, VirtualNodes
 from phizoo.nn.graph import build_graph, connected_components, radius_graph
 from tests.molecules import batch, merged, random_molecule, random_orthogonal
 
@@ -86,7 +86,7 @@ def test_virtual_node_reaches_the_whole_component():
     mod = chain(20)
     mod.z = mod.z.clone()
     mod.z[-1] = 8
-    for mode, coupled in (("component", True), ("molecule", True), ("none", False)):
+    for mode, coupled in (("screened", True), ("component", True), ("molecule", True), ("none", False)):
         model = backbone(virtual_node=mode)
         a = features(model, mol).features[0]
         b = features(model, mod).features[0]
@@ -96,7 +96,7 @@ def test_virtual_node_reaches_the_whole_component():
 def test_virtual_node_per_component_is_size_consistent_per_molecule_is_not():
     a, b = random_molecule(8, 8), random_molecule(6, 9)
     both = merged(a, b, [100.0, 0.0, 0.0])
-    for mode, separable in (("component", True), ("molecule", False), ("none", True)):
+    for mode, separable in (("screened", True), ("component", True), ("molecule", False), ("none", True)):
         model = backbone(virtual_node=mode)
         fa, fb, fab = features(model, a).features, features(model, b).features, features(model, both).features
         same = torch.allclose(fab, torch.cat([fa, fb]), atol=1e-10, rtol=0)
@@ -107,12 +107,26 @@ def test_virtual_nodes_isolate_molecules_of_a_batch():
     """Changing molecule B in a batch changes nothing for molecule A (both VN modes)."""
     a, b = random_molecule(7, 1), random_molecule(5, 2)
     b2 = random_molecule(9, 3)
-    for mode in ("component", "molecule"):
+    for mode in ("screened", "component", "molecule"):
         model = backbone(virtual_node=mode)
         f1 = features(model, batch(a, b)).layer_features
         f2 = features(model, batch(a, b2)).layer_features
         for l1, l2 in zip(f1, f2):
             torch.testing.assert_close(l1[:7], l2[:7], atol=1e-12, rtol=0)
+
+
+def test_screened_virtual_node_tends_to_the_component_mean():
+    """μ_v → 0: the screened diffusion μ(L + μ)⁻¹h becomes the mean over the connected component,
+    so the screened model approaches the per-component one (same weights)."""
+    data = batch(random_molecule(7, 1), random_molecule(5, 2))
+    model_c = backbone(virtual_node="component")
+    ref = features(model_c, data).features
+    errors = []
+    for mu in (1e-2, 1e-4, 1e-6):
+        model_s = E2GNN(**TEST_KW, virtual_node="screened", virtual_node_mu=mu).double().eval()
+        model_s.load_state_dict(model_c.state_dict())
+        errors.append(float((features(model_s, data).features - ref).abs().max()))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4, errors
 
 
 def test_component_mode_equals_molecule_mode_on_connected_molecules():
@@ -138,8 +152,9 @@ def test_layer_is_equivariant_on_vectors():
 
     def run(pos, vec, gvec):
         g = build_graph(pos, comp, 4.0, 1)
+        vn = VirtualNodes("molecule", g, g.dist, 0.0)
         filt = torch.randn(g.dist.shape[0], 3 * F, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-        return layer(x, vec, gx, gvec, comp, 1, filt, -g.vec / g.dist[:, None], g.src, g.dst)
+        return layer(x, vec, gx, gvec, vn, filt, -g.vec / g.dist[:, None], g.src, g.dst)
 
     R = random_orthogonal(5, reflect=True)
     ref = run(mol.pos, vec, gvec)

@@ -23,7 +23,7 @@ def chain(n, seed):
 def model(request):
     torch.manual_seed(0)
     m = phizoo.build_model("painn", phi=True, preset="test", dtype=torch.float64,
-                           phi_options={"k": 6, **request.param})
+                           phi_options={"formulation": "paper", "k": 6, **request.param})
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.2 * torch.randn_like(p))

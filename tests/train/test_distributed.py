@@ -17,7 +17,7 @@ from tests.train import synthetic
 ROOT = Path(__file__).resolve().parents[2]
 # 32 training molecules, global batch 8 -> 4 steps; each rank takes 4 molecules of every global batch
 CONFIG = {"epochs": 1, "batch_size": 8, "val_batch_size": 4, "optimizer": {"lr": 2e-3},
-          "schedule": {"warmup_steps": 2}, "loss": {"forces": 1.0, "pde": 0.01, "charge": 0.01},
+          "schedule": {"warmup_steps": 2}, "loss": {"forces": 1.0},
           "ema": {"decay": 0.9}, "progress": False}
 
 

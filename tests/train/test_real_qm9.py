@@ -16,7 +16,7 @@ from phizoo.train import Trainer
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack is not installed")
 
 CFG = {"epochs": 8, "batch_size": 16, "optimizer": {"lr": 2e-3}, "schedule": {"warmup_steps": 10},
-       "loss": {"energy": 1.0, "forces": 0.0, "pde": 0.01, "charge": 0.01}, "ema": {"decay": 0.9},
+       "loss": {"energy": 1.0, "forces": 0.0}, "ema": {"decay": 0.9},
        "monitor": "val_energy_mae", "progress": False}
 
 
