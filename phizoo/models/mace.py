@@ -25,9 +25,16 @@ embedding, ``K x (0e + 1o + ... + L_hidden)`` between layers (natural parity, as
    ``A_{i,k}`` to an output irrep; its weights depend on the element of atom ``i``.
 
 3. update with an element-dependent residual (e3nn ``FullyConnectedTensorProduct`` of ``h`` with
-   the element attributes, mace-torch's ``skip_tp``)::
+   the element attributes, mace-torch's ``skip_tp``) in every layer but the first (as mace-torch:
+   layer 1's input is only the element embedding)::
 
-       h_i <- m_i + Σ_a attr(z_i)_a W_a h_i
+       h_i <- m_i + Σ_a attr(z_i)_a W_a h_i        (layer 1: h_i <- m_i)
+
+Data statistics: ``avg_num_neighbors`` (the normalisation of the neighbour sum) is a float64 buffer,
+saved with the weights; ``fit_data_statistics(dataset, indices)`` sets it to the mean number of
+neighbours within the cutoff over the training structures (mace-torch's ``compute_avg_num_neighbors``;
+phizoo's trainer calls it on the train split together with the element references and the
+scale/shift of the energy head, which are mace-torch's E0s and mean/std scaling).
 
 Body order: ``A`` is a sum over single neighbours (2-body); ``B^{(ν)}`` multiplies ``ν`` of them,
 so one layer is ``(ν + 1)``-body (4-body for ``correlation = 3``); stacking ``T`` layers raises it
@@ -488,11 +495,10 @@ class MACEInteraction(nn.Module):
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps,
                  attr_irreps: o3.Irreps, num_bessel: int, radial_mlp: Sequence[int], correlation: int,
-                 avg_num_neighbors: float, fused: bool = True, onehot: bool = False):
+                 fused: bool = True, onehot: bool = False, skip: bool = True):
         super().__init__()
         self.irreps_in, self.irreps_out, self.irreps_a = irreps_in, irreps_out, irreps_a
-        self.inv_avg = 1.0 / float(avg_num_neighbors)
-        self.skip = o3.FullyConnectedTensorProduct(irreps_in, attr_irreps, irreps_out)
+        self.skip = o3.FullyConnectedTensorProduct(irreps_in, attr_irreps, irreps_out) if skip else None
         self.linear_up = o3.Linear(irreps_in, irreps_in)
         self.conv = EdgeTensorProduct(irreps_in, irreps_sh, irreps_a, fused=fused)
         self.radial = FullyConnectedNet([num_bessel, *radial_mlp, self.conv.weight_numel], torch.nn.functional.silu)
@@ -501,12 +507,13 @@ class MACEInteraction(nn.Module):
                                              fused=fused)
         self.linear_out = o3.Linear(irreps_out, irreps_out)
 
-    def forward(self, h, attr, edge_sh, edge_radial, src, dst):
-        sc = self.skip(h, attr)
+    def forward(self, h, attr, edge_sh, edge_radial, src, dst, inv_avg: torch.Tensor):
+        """``inv_avg`` = 1 / avg_num_neighbors (a 0-d tensor, the backbone's buffer)."""
         x = to_ir_mul(self.linear_up(h), self.irreps_in)
         a = self.conv(x, edge_sh, self.radial(edge_radial), src, dst, h.shape[0])
-        a = self.linear_a(from_ir_mul(a, self.irreps_a)) * self.inv_avg
-        return self.linear_out(self.product(a, attr)) + sc
+        a = self.linear_a(from_ir_mul(a, self.irreps_a)) * inv_avg
+        m = self.linear_out(self.product(a, attr))
+        return m if self.skip is None else m + self.skip(h, attr)
 
 
 @register_model("mace")
@@ -521,7 +528,8 @@ class MACE(Backbone):
         num_layers: interaction layers (>= 1).
         num_bessel: Bessel radial functions; cutoff (Å); envelope_exponent: p of the polynomial envelope.
         radial_mlp: hidden widths of the radial MLP.
-        avg_num_neighbors: normalisation of the neighbour sum.
+        avg_num_neighbors: normalisation of the neighbour sum (initial value of the buffer that
+            ``fit_data_statistics`` sets from the training split).
         elements: atomic numbers with a one-hot attribute each (mace-torch's node_attrs); ``None`` =
             a learned ``element_dim`` embedding of every Z in 1..118.
     """
@@ -542,6 +550,7 @@ class MACE(Backbone):
         self.feature_dim = K * num_layers
         self.layer_feature_dims = [K] * num_layers
         self.num_channels = K
+        self.register_buffer("avg_num_neighbors", torch.tensor(float(avg_num_neighbors), dtype=torch.float64))
         # element attributes
         if elements is not None:
             elements = [int(e) for e in elements]
@@ -570,8 +579,8 @@ class MACE(Backbone):
         for t in range(num_layers):
             irreps_out = scalars if t == num_layers - 1 else hidden
             layers.append(MACEInteraction(irreps_in, irreps_out, self.irreps_sh, self.irreps_a, self.attr_irreps,
-                                          num_bessel, list(radial_mlp), correlation, avg_num_neighbors, fused,
-                                          onehot=elements is not None))
+                                          num_bessel, list(radial_mlp), correlation, fused,
+                                          onehot=elements is not None, skip=t > 0))
             irreps_in = irreps_out
         self.layers = nn.ModuleList(layers)
         self.register_state_dict_post_hook(_drop_fx_constants)
@@ -596,7 +605,33 @@ class MACE(Backbone):
         env = polynomial_envelope(graph.dist, self.cutoff, p=self.envelope_exponent).unsqueeze(-1)
         edge_radial = self.rbf(graph.dist) * env
         K, layers = self.num_channels, []
+        inv_avg = (1.0 / self.avg_num_neighbors).to(edge_radial.dtype)
         for layer in self.layers:
-            h = layer(h, attr, edge_sh, edge_radial, graph.src, graph.dst)
+            h = layer(h, attr, edge_sh, edge_radial, graph.src, graph.dst, inv_avg)
             layers.append(h[:, :K])  # the K x 0e block comes first
         return BackboneOutput(features=torch.cat(layers, dim=-1), layer_features=layers)
+
+    @torch.no_grad()
+    def fit_data_statistics(self, dataset, indices: Sequence[int]) -> dict[str, float]:
+        """Set ``avg_num_neighbors`` to the mean number of neighbours within the cutoff per atom over
+        the structures ``indices`` of ``dataset`` (the training split): Σ edges / Σ atoms, with
+        phizoo's own neighbour list. Returns ``{"avg_num_neighbors": value}``."""
+        from ..nn.graph import build_graph
+
+        edges = atoms = 0
+        for i in indices:
+            d = dataset[int(i)]
+            pos = d.pos.to(torch.float64)
+            cell, pbc = getattr(d, "cell", None), getattr(d, "pbc", None)
+            if cell is None or pbc is None:
+                cell = pbc = None
+            else:
+                cell, pbc = cell.reshape(1, 3, 3).to(torch.float64), pbc.reshape(1, 3).bool()
+            g = build_graph(pos, torch.zeros(pos.shape[0], dtype=torch.long), self.cutoff, 1, cell=cell, pbc=pbc)
+            edges += int(g.src.numel())
+            atoms += pos.shape[0]
+        if atoms == 0:
+            raise ValueError("cannot fit avg_num_neighbors on an empty training split")
+        value = max(edges / atoms, 1.0)  # an isolated atom still gets a finite normalisation
+        self.avg_num_neighbors.fill_(value)
+        return {"avg_num_neighbors": float(value)}

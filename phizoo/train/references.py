@@ -72,7 +72,9 @@ def residual_statistics(dataset, indices: Sequence[int], element_energies: torch
 def apply_references(model, dataset, indices: Sequence[int], fit: bool = True, scale_shift: bool = True) -> dict:
     """Fit references on ``indices`` (the train split) and set ``model.element_energies``,
     ``model.shift`` (mean per-atom residual) and ``model.scale`` (force RMS when forces are
-    present, else the per-atom residual std). Reads every training structure once.
+    present, else the per-atom residual std) and, with ``scale_shift``, the backbone's own data
+    statistics (``backbone.fit_data_statistics``, if it has one). Reads every training structure once
+    (twice with backbone statistics).
     Returns what was set."""
     info: dict = {}
     if not (fit or scale_shift):
@@ -92,4 +94,7 @@ def apply_references(model, dataset, indices: Sequence[int], fit: bool = True, s
         model.shift.fill_(stats["shift"])
         model.scale.fill_(scale)
         info.update(shift=stats["shift"], scale=float(scale))
+        fit_backbone = getattr(model.backbone, "fit_data_statistics", None)  # e.g. MACE's avg_num_neighbors
+        if fit_backbone is not None:
+            info.update(fit_backbone(dataset, indices))
     return info

@@ -260,3 +260,48 @@ def test_registered_presets_build():
     for preset in ("test", "cpu"):
         m = phizoo.build_model("mace", preset=preset)
         assert m.backbone.layer_feature_dims == [m.backbone.num_channels] * m.backbone.num_layers
+
+
+# ---------------------------------------------------------------- data statistics and layer structure
+
+def _brute_force_avg_neighbors(mols, cutoff):
+    edges = sum(int(((torch.cdist(m.pos, m.pos) <= cutoff).sum() - m.pos.shape[0])) for m in mols)
+    return edges / sum(m.pos.shape[0] for m in mols)
+
+
+def test_avg_num_neighbors_fitted_and_saved_with_the_weights():
+    """``fit_data_statistics`` = Σ edges / Σ atoms within the cutoff (brute force here), stored as a
+    buffer (in the state dict), and the energy depends on it as 1/avg in each layer's A."""
+    from phizoo.train.references import apply_references
+
+    mols = [random_molecule(n, seed=40 + n) for n in (3, 7, 12)]
+    for m in mols:
+        m.energy = torch.tensor([-float(m.z.sum())], dtype=torch.float64)
+    model = phizoo.build_model("mace", preset="test", dtype=torch.float64)
+    info = apply_references(model, mols, [0, 1, 2])
+    expected = _brute_force_avg_neighbors(mols, model.cutoff)
+    assert expected > 2.0 and info["avg_num_neighbors"] == pytest.approx(expected, rel=1e-12)
+    assert float(model.backbone.avg_num_neighbors) == pytest.approx(expected, rel=1e-12)
+    state = model.state_dict()
+    assert float(state["backbone.avg_num_neighbors"]) == pytest.approx(expected, rel=1e-12)
+    fresh = phizoo.build_model("mace", preset="test", dtype=torch.float64)
+    fresh.load_state_dict(state, strict=True)
+    e = lambda mdl: float(mdl(batch(mols[2]), compute_forces=False)["energy"][0])  # noqa: E731
+    assert e(fresh) == e(model)
+    with torch.no_grad():
+        fresh.backbone.avg_num_neighbors.mul_(2.0)
+    assert abs(e(fresh) - e(model)) > 1e-8
+
+
+def test_first_layer_has_no_residual():
+    """As mace-torch: layer 1 reads only the element embedding, so it has no skip tensor product."""
+    model = backbone()
+    assert model.layers[0].skip is None
+    assert all(layer.skip is not None for layer in model.layers[1:])
+
+
+def test_presets_use_onehot_elements_and_comparable_size():
+    for preset, (lo, hi) in {"cpu": (150_000, 320_000), "default": (400_000, 1_200_000)}.items():
+        m = phizoo.build_model("mace", preset=preset)
+        assert m.backbone.elements == [1, 6, 7, 8, 9, 15, 16, 17] and m.backbone.element_embedding is None
+        assert lo <= m.num_parameters() <= hi, (preset, m.num_parameters())
