@@ -4,7 +4,7 @@
     phizoo data convert oe62 df_62k.json -o oe62.lmdb
     phizoo data convert qm9 -o qm9.lmdb --train-subsets 1000,10000     # from the installed qm9pack
     phizoo data convert ase mine.extxyz more.traj -o mine.lmdb --energy-unit kcal/mol   # your own data
-    phizoo data info oe62.lmdb
+    phizoo data info oe62.lmdb [--verify]
     phizoo data xtb-md --molecule Ac-Ala3-NHMe -o data/xtb/ac_ala3.npz   # GFN2-xTB MD, MD22 format
 """
 from __future__ import annotations
@@ -75,6 +75,9 @@ def register(sub) -> None:
     i = dsub.add_parser("info", help="counts, elements, units, statistics and splits of a database")
     i.add_argument("path", help="database file")
     i.add_argument("--json", action="store_true", help="print the stored metadata as JSON")
+    i.add_argument("--verify", action="store_true",
+                   help="read and check every record, the index and the splits (sha256, keys, shapes, physics, "
+                        "split overlap); exit status 2 naming the first problem")
     i.set_defaults(func=run_info)
 
     x = dsub.add_parser("xtb-md", help="GFN2-xTB Langevin MD of a molecule, saved as an MD22-format (sGDML) .npz",
@@ -198,6 +201,12 @@ def run_info(args) -> int:
         print(json.dumps(meta, indent=1, sort_keys=True))
     else:
         print(describe(args.path, meta))
+    if args.verify:
+        from ..data.verify import verify_database
+
+        result = verify_database(args.path, progress=sys.stderr.isatty())
+        print(f"verified    all {result['records']} records, the index and {len(result['splits'])} splits: OK",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -245,6 +254,8 @@ def describe(path, meta: dict | None = None) -> str:
     if meta.get("source_units"):
         lines.append(("converted", ", ".join(f"{k}: {v} x {conv.get(k, 1.0):.10g}"
                                            for k, v in meta["source_units"].items())))
+    for w in meta.get("plausibility_warnings", []):
+        lines.append(("WARNING", w))
     lines.append(("energy", _stat(st.get("energy", {}), "eV")))
     lines.append(("energy/atom", _stat(st.get("energy_per_atom", {}), "eV")))
     if "forces" in st:

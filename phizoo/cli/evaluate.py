@@ -31,6 +31,11 @@ def register(sub) -> None:
     lb.set_defaults(func=run_leaderboard)
 
 
+def _positive(option: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{option} must be at least 1, got {value}")
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
@@ -39,8 +44,12 @@ def run_eval(args) -> int:
     from ..eval.leaderboard import model_label, resolve_checkpoint
     from ..eval.metrics import evaluate
     from ..eval.plots import parity_plot
+    from ..io import atomic_write
     from ..train.data import open_dataset, split_indices
+    from .main import check_device
 
+    _positive("--batch-size", args.batch_size)
+    check_device(args.device)
     model = resolve_checkpoint(args.checkpoint, device=args.device)
     dataset = open_dataset(args.data)
     idx = split_indices(dataset, args.split)
@@ -54,7 +63,7 @@ def run_eval(args) -> int:
     stem = out / f"{_safe(name)}-{args.split}"
     report = {"checkpoint": str(args.checkpoint), "model": name, "split": args.split, "data": str(args.data),
               "spec": model.spec, **metrics}
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write(stem.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
     print(f"{name} on {args.split} ({metrics['n_structures']} structures):")
     rows = [("energy MAE", "energy_mae_meV", "meV"), ("energy RMSE", "energy_rmse_meV", "meV"),
             ("energy MAE per atom", "energy_mae_meV_per_atom", "meV/atom"),
@@ -73,7 +82,11 @@ def run_eval(args) -> int:
 def run_leaderboard(args) -> int:
     from ..eval.leaderboard import leaderboard, markdown_table
     from ..train.data import open_dataset, split_indices
+    from .main import check_device
 
+    _positive("--batch-size", args.batch_size)
+    _positive("--repeats", args.repeats)
+    check_device(args.device)
     if args.names and len(args.names) != len(args.models):
         raise ValueError(f"--names has {len(args.names)} entries for {len(args.models)} models")
     if args.limit is not None and args.limit < 1:

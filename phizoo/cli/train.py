@@ -67,12 +67,24 @@ def _deep_update(a: dict, b: dict) -> None:
             a[k] = v
 
 
-def _check_output(out: Path, resume: bool) -> None:
-    from ..train.trainer import STATE_FILE
+def _check_output(out: Path, resume: bool, device: str) -> None:
+    """Before any work: the device exists, ``out`` is writable and holds no other run."""
+    import tempfile
 
+    from ..train.trainer import STATE_FILE
+    from .main import check_device
+
+    check_device(device)
     if (out / STATE_FILE).exists() and not resume:
         raise RuntimeError(f"{out} already holds a run ({STATE_FILE}); pass --resume to continue it "
-                              "or choose another --output")
+                           "or choose another --output")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out}: is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise ValueError(f"--output {out}: cannot write there ({err.strerror or err})") from None
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -98,7 +110,7 @@ def run_train(args) -> int:
     cfg = load_config(args.config, _overrides(args))
     out = Path(args.output or cfg["output"] or Path("runs") / Path(args.config).stem)
     cfg["output"] = str(out)
-    _check_output(out, args.resume)
+    _check_output(out, args.resume, args.device)
     dataset = open_dataset(args.data)
     info = describe_dataset(dataset, path=args.data, name=cfg["data"].get("dataset"))
     trainer, summary = train_from_config(cfg, dataset, named_splits(dataset, cfg["data"]), output_dir=out,
@@ -121,7 +133,7 @@ def run_finetune(args) -> int:
     cfg = make_config(base, _overrides(args))
     out = Path(args.output or cfg["output"] or Path("runs") / f"finetune-{Path(args.source).stem}")
     cfg["output"] = str(out)
-    _check_output(out, args.resume)
+    _check_output(out, args.resume, args.device)
     model = resolve_checkpoint(args.source)
     dataset = open_dataset(args.data)
     info = describe_dataset(dataset, path=args.data, name=cfg["data"].get("dataset"))

@@ -23,12 +23,36 @@ def has_forces(dataset, indices: Sequence[int]) -> bool:
     return len(indices) > 0 and getattr(dataset[int(indices[0])], "forces", None) is not None
 
 
+class UnknownElementError(ValueError):
+    """The data holds elements for which the model has no reference energy (never trained on them)."""
+
+
+def check_elements(model, z: torch.Tensor, where: str = "the data") -> None:
+    """Raise ``UnknownElementError`` naming the elements of ``z`` without a reference energy in
+    ``model`` (when the model has references at all: its training data fixed them)."""
+    from ase.data import chemical_symbols
+
+    refs = model.element_energies
+    if not bool((refs != 0).any()):
+        return
+    present = torch.unique(z)
+    missing = present[refs[present.to(refs.device)].cpu() == 0].tolist()
+    if missing:
+        names = ", ".join(f"{chemical_symbols[int(e)]} (Z={int(e)})" for e in missing)
+        known = ", ".join(chemical_symbols[int(e)] for e in (refs != 0).nonzero().reshape(-1).tolist())
+        raise UnknownElementError(f"{where} holds {names}, for which the model has no reference energy (it was "
+                                  f"never trained on them), so its energies would be meaningless; evaluate it on "
+                                  f"structures made of {known} only")
+
+
 def error_sums(model, dataset, indices: Sequence[int], batch_size: int = 32, device: torch.device | str = "cpu",
                forces: bool | None = None, info: DistInfo | None = None, predictions: dict | None = None,
-               progress: bool = False) -> dict[str, float]:
+               progress: bool = False, check_references: bool = False) -> dict[str, float]:
     """Summed float64 errors over ``indices`` (sharded over ranks when ``info`` is distributed).
 
     ``predictions`` (a dict) is filled with per-structure numpy arrays when given.
+    ``check_references``: refuse elements the model has no reference energy for
+    (:func:`check_elements`).
     """
     info = info or DistInfo()
     device = torch.device(device)
@@ -48,6 +72,9 @@ def error_sums(model, dataset, indices: Sequence[int], batch_size: int = 32, dev
     pos_in = 0
     for batch in it:
         batch = batch.to(device)
+        if check_references:
+            check_elements(model, batch.z, f"the evaluated data (structures {pos_in}..{pos_in + batch.num_graphs - 1} "
+                                           f"of the split)")
         with torch.set_grad_enabled(forces):  # forces need autograd; energies alone do not
             out = model(batch, compute_forces=forces, create_graph=False)
         for k, v in batch_errors(out, batch).items():
@@ -90,11 +117,14 @@ def evaluate(model, dataset, indices: Sequence[int], batch_size: int = 32, devic
              forces: bool | None = None, return_predictions: bool = False, progress: bool = False):
     """Metrics of ``model`` on ``dataset[indices]`` in meV units (see module docstring).
 
+    Raises ``UnknownElementError`` when the data holds elements the model has no reference for.
+
     Returns ``metrics`` or ``(metrics, predictions)`` with per-structure arrays
     (``energy_pred``/``energy_true``/``energy_ref`` in eV, ``natoms``, ``forces_*`` [M, 3]).
     """
     preds: dict | None = {} if return_predictions else None
-    sums = error_sums(model, dataset, indices, batch_size, device, forces, predictions=preds, progress=progress)
+    sums = error_sums(model, dataset, indices, batch_size, device, forces, predictions=preds, progress=progress,
+                      check_references=True)
     metrics = to_mev(finalize_errors(sums))
     metrics["n_structures"] = int(sums.get("n_mol", 0))
     metrics["n_force_components"] = int(sums.get("n_f", 0))

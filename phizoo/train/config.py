@@ -18,7 +18,9 @@ Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``mo
     find_unused_parameters: auto                                     # DDP: probe one batch (or true/false)
     output: runs/painn-qm9
 
-Only the keys listed in ``DEFAULTS`` exist; a typo is an error, not a silent no-op.
+Only the keys listed in ``DEFAULTS`` exist; a typo is an error, not a silent no-op. Every value
+is type-checked against :mod:`phizoo.train.schema` (``ConfigError`` naming the key), including
+the keys inside ``phi_options`` and ``overrides`` (against the constructors they configure).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .schema import ConfigError, ConfigKeyError, check
 
 DEFAULTS: dict[str, Any] = {
     "model": {"name": None, "preset": "default", "phi": False, "phi_options": {}, "dtype": "float32",
@@ -53,16 +57,15 @@ DEFAULTS: dict[str, Any] = {
     "output": None,
 }
 
-LOSS_TYPES = ("mse", "l1", "huber")
 
 
 def _merge(base: dict, update: dict, where: str = "") -> dict:
     for key, value in update.items():
         if key not in base:
-            raise KeyError(f"unknown training config key {where + key!r}; known: {', '.join(sorted(base))}")
+            raise ConfigKeyError(f"unknown training config key {where + str(key)!r}; known: {', '.join(sorted(base))}")
         if isinstance(base[key], dict) and key not in ("phi_options", "overrides"):
             if not isinstance(value, dict):
-                raise ValueError(f"training config key {where + key!r} must be a mapping, got {value!r}")
+                raise ConfigError(f"training config key {where + key!r} must be a mapping, got {value!r}")
             _merge(base[key], value, where + key + ".")
         else:
             base[key] = copy.deepcopy(value)
@@ -70,29 +73,49 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
 
 
 def make_config(*updates: dict | None) -> dict[str, Any]:
-    """``DEFAULTS`` updated by each mapping in turn (unknown keys raise ``KeyError``)."""
+    """``DEFAULTS`` updated by each mapping in turn; ``ConfigKeyError`` (a ``KeyError``) for an
+    unknown key, ``ConfigError`` for a value of the wrong type or range."""
     cfg = copy.deepcopy(DEFAULTS)
     for u in updates:
         if u:
+            if not isinstance(u, dict):
+                raise ConfigError(f"a training config must be a mapping, got {u!r:.60}")
             _merge(cfg, u)
     validate(cfg)
     return cfg
 
 
 def load_config(path: str | Path, *updates: dict | None) -> dict[str, Any]:
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    """The config file ``path`` (errors name the file) updated by ``updates`` (command-line overrides)."""
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the training config ({err.strerror or err})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at} ({getattr(err, 'problem', None) or err})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a training config must be a YAML mapping")
+        raise ConfigError(f"{path}: a training config must be a YAML mapping")
+    try:
+        make_config(raw)
+    except ConfigKeyError as err:
+        raise ConfigKeyError(f"{path}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     return make_config(raw, *updates)
 
 
 def parse_override(item: str) -> dict[str, Any]:
     """``"optimizer.lr=1e-3"`` -> ``{"optimizer": {"lr": 0.001}}`` (value parsed as YAML)."""
     if "=" not in item:
-        raise ValueError(f"override {item!r} must look like key.sub=value")
+        raise ConfigError(f"override {item!r} must look like key.sub=value")
     key, value = item.split("=", 1)
-    parsed = yaml.safe_load(value) if value.strip() else None
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})") from None
     if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string
         try:
             parsed = float(parsed)
@@ -110,19 +133,16 @@ def parse_override(item: str) -> dict[str, Any]:
 def _floatify(d: dict, keys: tuple[str, ...]) -> None:
     for k in keys:
         if isinstance(d.get(k), str):
-            d[k] = float(d[k])
+            try:
+                d[k] = float(d[k])
+            except ValueError:
+                pass  # left as a string: the schema names the key
 
 
 def validate(cfg: dict[str, Any]) -> None:
+    """Parse numbers given as strings (YAML 1.1 reads ``1e-3`` as a string), then type-check."""
     _floatify(cfg["optimizer"], ("lr", "weight_decay", "eps", "grad_clip"))
-    _floatify(cfg["schedule"], ("min_lr_ratio",))
+    _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs"))
     _floatify(cfg["loss"], ("energy", "forces", "pde", "charge", "huber_delta"))
     _floatify(cfg["ema"], ("decay",))
-    if cfg["loss"]["type"] not in LOSS_TYPES:
-        raise ValueError(f"loss.type must be one of {LOSS_TYPES}, got {cfg['loss']['type']!r}")
-    if int(cfg["batch_size"]) < 1 or int(cfg["epochs"]) < 0:
-        raise ValueError("batch_size must be >= 1 and epochs >= 0")
-    if not 0.0 <= cfg["ema"]["decay"] < 1.0:
-        raise ValueError(f"ema.decay must be in [0, 1), got {cfg['ema']['decay']}")
-    if cfg["model"]["dtype"] not in ("float32", "float64"):
-        raise ValueError(f"model.dtype must be float32 or float64, got {cfg['model']['dtype']!r}")
+    check(cfg)

@@ -54,6 +54,11 @@ class TrainingInterrupted(RuntimeError):
     """Raise from a callback to stop a run abruptly (as if the process were killed)."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss, the gradients or the validation metric became non-finite: the run stops; the
+    checkpoints and trainer state of the last good epoch are kept (nothing non-finite is written)."""
+
+
 # ------------------------------------------------------------------ schedule
 
 class WarmupCosine:
@@ -359,15 +364,19 @@ class Trainer:
                                       self.dist)
             n_mol, n_force = float(counts[0]), float(counts[1])
         loss, parts = compute_loss(out, batch, self._weights(), self.model.dtype, n_mol, n_force or None)
+        self._check_finite(loss.detach(), "training loss")
         if self.dist.enabled:
             loss = loss * self.dist.world_size  # DDP averages gradients over ranks
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.cfg["optimizer"]["grad_clip"]
         if clip:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         else:
-            grad_norm = float("nan")
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in
+                                                         self.model.parameters() if p.grad is not None]))
+        self._check_finite(norm.detach(), "gradient norm")
+        grad_norm = float(norm) if clip else float("nan")
         self.optimizer.step()
         self.schedule.step()
         if self.cfg["ema"]["enabled"]:
@@ -378,6 +387,26 @@ class Trainer:
         stats = {"loss": float(loss.detach()) / (self.dist.world_size if self.dist.enabled else 1), **parts,
                  "grad_norm": grad_norm}
         return stats
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        """Raise ``TrainingDiverged`` (on every rank) if ``value`` is NaN/inf on any rank; called
+        before the optimiser step, so the weights, checkpoints and state stay those of the last
+        good step."""
+        bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0], device=self.device)
+        if self.dist.enabled:
+            bad = D.all_reduce_sum(bad, self.dist)
+        if float(bad[0]) > 0:
+            self._diverged(f"the {what} is {float(value.reshape(-1)[0]):g} at step {self.step + 1} "
+                           f"(epoch {self.epoch + 1})")
+
+    def _diverged(self, what: str) -> None:
+        kept = "nothing was written (no output directory)"
+        if self.output_dir is not None:
+            best = self.output_dir / "best.json"
+            kept = (f"{best.parent / 'best'} (epoch {self.best['epoch']}) and the trainer state of the last "
+                    f"completed epoch are kept" if best.exists() else "no checkpoint was written yet")
+        raise TrainingDiverged(f"training diverged: {what}; {kept}. Lower optimizer.lr (--lr), keep "
+                               "optimizer.grad_clip > 0, or check the data for outliers")
 
     def validate(self, split: str = "val", model=None) -> dict[str, float]:
         """Metrics (eV units) of the EMA model (or ``model``) on ``split``, all ranks combined."""
@@ -541,6 +570,8 @@ class Trainer:
                 raise KeyError(f"monitor {monitor!r} is not a validation metric; available: "
                                f"{', '.join(k for k in row if k.startswith('val_'))}")
             value = float(row[monitor])
+            if not math.isfinite(value):
+                self._diverged(f"the validation metric {monitor} is {value:g} after epoch {self.epoch}")
             if value < self.best["value"]:
                 self.best = {"value": value, "epoch": self.epoch}
                 self._save_model("best", {"val": _metrics_for_card(row)})
@@ -586,6 +617,9 @@ class Trainer:
             if best_path.exists():
                 best_model = load_checkpoint(best_path, device=self.device)
                 summary["checkpoint"] = str(self.output_dir / "best")
+            elif self.best["epoch"] < 0:
+                self.best_model = best_model
+                return summary  # never validated (epochs 0): no "best" to write
         self.best_model = best_model
         if self.cfg["evaluate_test"] and self.splits.get("test"):
             test = to_mev(finalize_errors(_sums_for(self, best_model, "test")))
