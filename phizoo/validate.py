@@ -80,6 +80,19 @@ def closest_pair(pos: Any, batch: Any = None, min_dist: float = MIN_DISTANCE) ->
     return mol, i - first, j - first, float(d[k])
 
 
+def check_distances(pos: Any, where: str, error: type[Exception] = GeometryError) -> str | None:
+    """One search for a structure at conversion: raise ``error`` below :data:`MIN_DISTANCE`;
+    return a warning line for a contact below :data:`SHORT_BOND` (kept, but shorter than any
+    chemical bond); ``None`` otherwise."""
+    hit = closest_pair(pos, None, SHORT_BOND)
+    if hit is None:
+        return None
+    if hit[3] <= MIN_DISTANCE:
+        check_min_distance(pos, None, MIN_DISTANCE, where, error)
+    return (f"{where}: atoms {hit[1]} and {hit[2]} are only {hit[3]:.3g} Å apart (< {SHORT_BOND} Å, shorter than "
+            f"any chemical bond): check the length unit")
+
+
 def check_min_distance(pos: Any, batch: Any = None, min_dist: float = MIN_DISTANCE, where: str = "",
                        error: type[Exception] = GeometryError) -> None:
     """Raise ``error`` (one line) if two atoms of a structure are closer than ``min_dist`` Å.
@@ -113,9 +126,9 @@ radii. Real molecules give ≈ 0.9-1.1; positions in Bohr read as Å give ≈ 1.
 def geometry_warning(z: Any, pos: Any, where: str) -> str | None:
     """A one-line warning when a structure's interatomic distances look like a unit mix-up, else ``None``.
 
-    Checks two things: any pair closer than :data:`SHORT_BOND`, and the median over atoms of
-    (nearest-neighbour distance) / (sum of the two covalent radii, ``ase.data.covalent_radii``)
-    outside :data:`BOND_RATIO`. O(N log N) (a k-d tree). Structures of one atom pass.
+    Checks the median over atoms of (nearest-neighbour distance) / (sum of the two covalent
+    radii, ``ase.data.covalent_radii``) against :data:`BOND_RATIO`. O(N log N) (a k-d tree).
+    Structures of one atom pass. (Single short contacts: :func:`check_distances`.)
     """
     from ase.data import covalent_radii
     from scipy.spatial import cKDTree
@@ -126,16 +139,18 @@ def geometry_warning(z: Any, pos: Any, where: str) -> str | None:
         return None
     d, j = cKDTree(pos).query(pos, k=2)
     d, j = d[:, 1], j[:, 1]
-    i = int(np.argmin(d))
-    if d[i] < SHORT_BOND:
-        a, b = sorted((i, int(j[i])))
-        return (f"{where}: atoms {a} and {b} are only {d[i]:.3g} Å apart (< {SHORT_BOND} Å, shorter than any "
-                f"chemical bond): check the length unit")
     ratio = float(np.median(d / (covalent_radii[z] + covalent_radii[z[j]])))
     if not BOND_RATIO[0] <= ratio <= BOND_RATIO[1]:
         return (f"{where}: nearest-neighbour distances are {ratio:.2f}x the covalent bond lengths (expected "
                 f"{BOND_RATIO[0]}-{BOND_RATIO[1]}): positions in the wrong length unit (Bohr vs Å)?")
     return None
+
+
+T_RANGE = (50.0, 5000.0)
+"""K: plausible effective temperatures of the energy fluctuations of MD data."""
+
+FORCE_RMS_RANGE = (0.1, 15.0)
+"""eV/Å: plausible RMS force components of MD data."""
 
 
 def md_energy_warning(energies: Any, forces: Any, natoms: int, where: str) -> str | None:
@@ -144,19 +159,20 @@ def md_energy_warning(energies: Any, forces: Any, natoms: int, where: str) -> st
 
     Thermal fluctuations of the potential energy of N atoms at temperature T are about
     sqrt(3N/2)·k_B·T, so ``T_eff = std(E) / (sqrt(1.5 N) k_B)``; MD data sets are sampled at
-    100-2000 K, and a factor 23 (eV read as kcal/mol), 27 (Hartree as eV) or 627 off lands far
-    outside 20-20,000 K. Force RMS of molecular MD is ~0.3-3 eV/Å; outside 0.03-30 eV/Å the
-    energy unit is almost certainly wrong. Needs at least 10 frames for the energy test.
+    ~100-1500 K, and a factor 23 (eV read as kcal/mol or back), 27 (Hartree as eV) or 627 off
+    lands outside :data:`T_RANGE`. Force RMS of molecular MD is ~0.3-3 eV/Å; outside
+    :data:`FORCE_RMS_RANGE` the energy unit is almost certainly wrong (eV read as kcal/mol
+    turns 1 eV/Å into 0.04). Needs at least 10 frames for the energy test.
     """
     e = np.asarray(energies, dtype=np.float64).reshape(-1)
     if forces is not None:
         rms = float(np.sqrt(np.mean(np.square(np.asarray(forces, dtype=np.float64)))))
-        if not 0.03 <= rms <= 30.0:
+        if not FORCE_RMS_RANGE[0] <= rms <= FORCE_RMS_RANGE[1]:
             return (f"{where}: force RMS is {rms:.3g} eV/Å (molecular MD: ~0.3-3 eV/Å): "
                     f"check the declared energy unit")
     if len(e) >= 10 and natoms > 0:
         t_eff = float(np.std(e)) / (np.sqrt(1.5 * natoms) * K_B)
-        if not 20.0 <= t_eff <= 20000.0:
+        if not T_RANGE[0] <= t_eff <= T_RANGE[1]:
             return (f"{where}: energy fluctuations correspond to {t_eff:.3g} K (MD data: ~100-2000 K; "
                     f"std {np.std(e):.3g} eV over {len(e)} frames of {natoms} atoms): check the declared energy unit")
     return None

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import DataError
+from ..validate import SHORT_BOND
 from .store import UNITS, StoreWriter
 
 _HASH_CACHE: dict[tuple, str] = {}
@@ -310,6 +311,14 @@ def statistics(summary: Summary, splits: dict[str, np.ndarray], refs: dict[str, 
 # ----------------------------------------------------------------------------------- convert
 
 
+def _warn(message: str) -> None:
+    import warnings
+
+    from ..validate import PlausibilityWarning
+
+    warnings.warn(message, PlausibilityWarning, stacklevel=3)
+
+
 def fingerprint(source: Source, hashes: list[dict], seed: int, extra: dict) -> str:
     from .store import SCHEMA_VERSION
 
@@ -356,6 +365,8 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
                 bar.update(1)
         finally:
             bar.close()
+        if writer.notes:
+            _warn(f"{len(writer.notes)} structure(s) have atoms closer than {SHORT_BOND} Å; the first: {writer.notes[0]}")
         refs = None
         if source.fit_references:
             refs = fit_references(summary, splits["train"])
@@ -364,6 +375,7 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
         elements = sorted(set(np.concatenate(summary.z).tolist()))
         meta = {
             **source.metadata(),
+            "plausibility_warnings": list(source.metadata().get("plausibility_warnings", [])) + writer.notes[:20],
             "dataset": source.dataset,
             "units": dict(UNITS),
             "source": {"files": hashes, "options": source.options(), "num_structures_converted": n},

@@ -50,7 +50,8 @@ All keys live in LMDB's main database:
     size-aware samplers and statistics without reading every record.
 
 ``b"__complete__"``
-    UTF-8 JSON ``{"num_records": n, "schema_version": 2, "completed": <ISO time>}``, written in
+    UTF-8 JSON ``{"num_records": n, "schema_version": 2, "completed": <ISO time>, "meta_sha256":
+    <sha256 of the metadata value>}`` (the metadata is verified against it on open), written in
     the same transaction as the metadata, as the very last step of a conversion. A database
     without it is an interrupted conversion and is refused on open.
 
@@ -68,6 +69,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -269,6 +271,9 @@ def read_header(env: lmdb.Environment, path: str | Path) -> dict[str, Any]:
         if not isinstance(n, int) or n < 0 or done.get("num_records") != n:
             raise DataError(f"{path}: metadata says {n!r} records but the completion marker says "
                             f"{done.get('num_records')!r}: corrupted")
+        if done.get("meta_sha256") != hashlib.sha256(bytes(raw_meta)).hexdigest():
+            raise DataError(f"{path}: the metadata ({META_KEY.decode()!r}: units, references, splits...) does not "
+                            f"match the sha256 in the completion marker: edited or corrupted")
         if n > 0 and _get(txn, record_key(n - 1), path) is None:
             raise DataError(f"{path}: record {n - 1} is missing (metadata says {n} records): corrupted")
         if _get(txn, record_key(n), path) is not None:
@@ -315,13 +320,14 @@ def decode_record(raw: bytes | None, path: Path, i: int, fields: Iterable[str] |
 # ------------------------------------------------------------------------------- writing
 
 
-def validate_arrays(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
+def validate_arrays(arrays: Mapping[str, Any], where: str, notes: list[str] | None = None) -> dict[str, np.ndarray]:
     """Cast a structure's arrays to the schema dtypes and check them.
 
     ``where`` names the source file and record for the error message. Checks: required arrays
     present, no unknown names, integral atomic numbers in 1..118, shapes consistent with the
     number of atoms (at least one), finite values, no two atoms closer than
-    :data:`phizoo.validate.MIN_DISTANCE` (coincident atoms)."""
+    :data:`phizoo.validate.MIN_DISTANCE` (coincident atoms). Contacts shorter than
+    :data:`phizoo.validate.SHORT_BOND` are kept and described in ``notes`` (when given)."""
     missing = [k for k in REQUIRED if k not in arrays or arrays[k] is None]
     if missing:
         raise DataError(f"{where}: missing {', '.join(missing)}")
@@ -368,9 +374,11 @@ def validate_arrays(arrays: Mapping[str, Any], where: str) -> dict[str, np.ndarr
             raise DataError(f"{where}: {name!r} holds a non-finite value ({arr[tuple(pos)]}) at index {pos}")
         out[name] = arr
     if "pos" in out:
-        from ..validate import check_min_distance
+        from ..validate import check_distances
 
-        check_min_distance(out["pos"], where=where, error=DataError)
+        note = check_distances(out["pos"], where, DataError)
+        if note and notes is not None:
+            notes.append(note)
     return out
 
 
@@ -407,6 +415,7 @@ class StoreWriter:
             self._lock = None
             raise DataError(f"{self.dest}: another conversion is writing it right now ({self.partial})") from None
         self.start, self.fields = 0, None
+        self.notes: list[str] = []  # short contacts (see validate_arrays)
         if self.partial.exists():
             if resume:
                 self.start, self.fields = self._resumable()
@@ -456,7 +465,7 @@ class StoreWriter:
             where: str = "") -> dict[str, np.ndarray]:
         """Validate, encode and queue one record; returns the validated arrays."""
         where = where or f"record {self.count}"
-        arrays = validate_arrays(arrays, where)
+        arrays = validate_arrays(arrays, where, self.notes)
         fields = tuple(sorted(arrays))
         if self.fields is None:
             self.fields = fields
@@ -505,7 +514,9 @@ class StoreWriter:
                     fields=list(self.fields or ()))
         done = {"num_records": self.count, "schema_version": SCHEMA_VERSION,
                 "completed": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        items = [(META_KEY, json.dumps(meta, sort_keys=True, allow_nan=False).encode()),
+        raw_meta = json.dumps(meta, sort_keys=True, allow_nan=False).encode()
+        done["meta_sha256"] = hashlib.sha256(raw_meta).hexdigest()
+        items = [(META_KEY, raw_meta),
                  (INDEX_KEY, codec.encode(dict(index), key=INDEX_KEY))]
         for name, idx in splits.items():
             key = SPLIT_PREFIX + name.encode()
@@ -542,7 +553,7 @@ class StoreWriter:
             if keep:
                 try:
                     self.flush()
-                except lmdb.Error:
+                except (lmdb.Error, StoreWriteError):  # still failing (the disk is full): keep what is committed
                     pass
             self._env.close()
             self._env = None
