@@ -4,12 +4,11 @@
     python benchmarks/phi_overhead.py --quick    # sizes up to ~1,000 atoms, one repeat
 
 Structures: water droplets cut from a box at liquid density (one connected component at a
-5 Å cutoff), so every size is the same kind of matter. Each measurement runs in a fresh
-worker process (``--worker``): time = median of ``--inner`` energy+force evaluations after a
-warm-up; memory = peak RSS growth of the process during those evaluations (everything:
-torch tensors, scipy's sparse LU and eigenvectors, allocator caches) and the peak of torch
-tensor memory alone. Base and Φ workers alternate, ``--repeats`` times, so machine load hits
-both alike. Writes ``benchmarks/results/phi_overhead_<preset>.{json,md,png}``.
+5 Å cutoff), so every size is the same kind of matter; ``--batch B`` evaluates B copies at once.
+Each size runs in a fresh worker process (``--worker``) holding the base and the Φ model (same
+seed, float32); their energy+force evaluations are interleaved after a warm-up, so machine load
+hits both alike, and the ratio of the medians is reported. Memory = peak torch tensor memory of
+one evaluation. Writes ``benchmarks/results/phi_overhead_<preset>_b<batch>.{json,md,png}``.
 """
 from __future__ import annotations
 
@@ -50,6 +49,7 @@ def water_droplet(n_atoms: int, seed: int = 0):
 
 
 def worker(args) -> dict:
+    """Base and Φ model in one process, evaluations interleaved (machine load hits both alike)."""
     import torch
     from torch_geometric.data import Batch, Data
 
@@ -58,33 +58,37 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     z, pos = water_droplet(args.atoms)
-    data = Batch.from_data_list([Data(z=torch.tensor(z), pos=torch.tensor(pos, dtype=torch.float32))])
-    torch.manual_seed(0)
-    model = phizoo.build_model(args.model, phi=args.phi, preset=args.preset).eval()
+    one = Data(z=torch.tensor(z), pos=torch.tensor(pos, dtype=torch.float32))
+    data = Batch.from_data_list([one] * args.batch)
+    models = {}
+    for phi in (False, True):
+        torch.manual_seed(0)
+        models[phi] = phizoo.build_model(args.model, phi=phi, preset=args.preset).eval()
+        models[phi](data)  # warm-up
     t = time.perf_counter()
-    model(data)  # warm-up
-    model(data)
-    warm = (time.perf_counter() - t) / 2
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    # small systems: enough evaluations for ~1 s of timing, so the median is not one scheduler tick
-    for _ in range(max(args.inner, min(500, int(1.0 / max(warm, 1e-4))))):
-        t = time.perf_counter()
-        model(data)
-        times.append(time.perf_counter() - t)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    tensor_peak = cpu_peak_allocated(lambda: model(data)) if args.atoms <= 4000 else None
-    return {"time_s": statistics.median(times), "rss_growth_mb": (rss1 - rss0) / 1024,
-            "rss_peak_mb": rss1 / 1024, "tensor_peak_mb": None if tensor_peak is None else tensor_peak / 2**20,
-            "atoms": int(len(z)), "parameters": model.num_parameters()}
+    models[False](data)
+    warm = time.perf_counter() - t
+    times = {False: [], True: []}
+    # small systems: enough evaluations for ~2 s of timing, so the median is not one scheduler tick
+    for _ in range(max(args.inner, min(300, int(1.0 / max(warm, 1e-4))))):
+        for phi in (False, True):
+            t = time.perf_counter()
+            models[phi](data)
+            times[phi].append(time.perf_counter() - t)
+    peaks = {phi: cpu_peak_allocated(lambda m=m: m(data)) / 2**20 if args.atoms * args.batch <= 4000 else None
+             for phi, m in models.items()}
+    return {"base_time_s": statistics.median(times[False]), "phi_time_s": statistics.median(times[True]),
+            "base_tensor_peak_mb": peaks[False], "phi_tensor_peak_mb": peaks[True],
+            "atoms": int(len(z)), "base_parameters": models[False].num_parameters(),
+            "phi_parameters": models[True].num_parameters()}
 
 
-def run_worker(model: str, phi: bool, atoms: int, a) -> dict:
+def run_worker(model: str, atoms: int, a) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--atoms", str(atoms), "--preset", a.preset,
-           "--threads", str(a.threads), "--inner", str(a.inner)] + (["--phi"] if phi else [])
+           "--threads", str(a.threads), "--inner", str(a.inner), "--batch", str(a.batch)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"worker {model} phi={phi} atoms={atoms} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"worker {model} atoms={atoms} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -122,11 +126,11 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--inner", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1, help="copies of the structure per batch")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--name", help="output stem in benchmarks/results/ (default phi_overhead_<preset>)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
-    p.add_argument("--phi", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--atoms", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -141,37 +145,29 @@ def main() -> int:
     rows = []
     jobs = [(m, n) for m in models for n in sizes]
     for model, n in tqdm(jobs, desc="Φ overhead"):
-        runs = {False: [], True: []}
-        for _ in range(repeats):
-            for phi in (False, True):
-                runs[phi].append(run_worker(model, phi, n, a))
-        base = {k: statistics.median(r[k] for r in runs[False]) for k in ("time_s", "rss_growth_mb")}
-        phi = {k: statistics.median(r[k] for r in runs[True]) for k in ("time_s", "rss_growth_mb")}
-        tb, tp = runs[False][0]["tensor_peak_mb"], runs[True][0]["tensor_peak_mb"]
-        rows.append({
-            "model": model, "atoms": runs[False][0]["atoms"],
-            "base_time_s": base["time_s"], "phi_time_s": phi["time_s"],
-            "time_overhead_pct": 100 * (phi["time_s"] / base["time_s"] - 1),
-            "base_tensor_peak_mb": tb, "phi_tensor_peak_mb": tp,
-            "tensor_memory_overhead_pct": None if tb is None else 100 * (tp / tb - 1),
-            "base_rss_peak_mb": statistics.median(r["rss_peak_mb"] for r in runs[False]),
-            "phi_rss_peak_mb": statistics.median(r["rss_peak_mb"] for r in runs[True]),
-            "base_parameters": runs[False][0]["parameters"], "phi_parameters": runs[True][0]["parameters"],
-        })
+        runs = [run_worker(model, n, a) for _ in range(repeats)]
+        row = {k: statistics.median(r[k] for r in runs) for k in ("base_time_s", "phi_time_s")}
+        row.update({k: runs[0][k] for k in ("atoms", "base_tensor_peak_mb", "phi_tensor_peak_mb",
+                                              "base_parameters", "phi_parameters")})
+        tb, tp = row["base_tensor_peak_mb"], row["phi_tensor_peak_mb"]
+        row.update(model=model, batch=a.batch, time_overhead_pct=100 * (row["phi_time_s"] / row["base_time_s"] - 1),
+                   tensor_memory_overhead_pct=None if tb is None else 100 * (tp / tb - 1))
+        rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"preset": a.preset, "threads": a.threads, "repeats": repeats, "inner": a.inner,
+    meta = {"preset": a.preset, "batch": a.batch, "threads": a.threads, "repeats": repeats, "inner": a.inner,
             "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
             "date": time.strftime("%Y-%m-%d %H:%M")}
-    stem = a.name or f"phi_overhead_{a.preset}"
+    stem = a.name or f"phi_overhead_{a.preset}_b{a.batch}"
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"# Φ-Module overhead ({a.preset} preset, {a.threads} threads, median of {repeats}×{a.inner})", "",
-             "| model | atoms | base (s) | Φ (s) | time overhead | tensor peak base / Φ (MB) | memory overhead | process peak RSS base / Φ (MB) |",
+    lines = [f"# Φ-Module overhead ({a.preset} preset, batch {a.batch}, float32, energy + forces, "
+             f"{a.threads} threads, median of interleaved evaluations, {repeats} worker(s))", "",
+             "| model | atoms | base (s) | Φ (s) | Φ / base time | time overhead | tensor peak base / Φ (MB) | memory overhead |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         mem = "–" if r["base_tensor_peak_mb"] is None else f"{r['base_tensor_peak_mb']:.1f} / {r['phi_tensor_peak_mb']:.1f}"
         memo = "–" if r["tensor_memory_overhead_pct"] is None else f"{r['tensor_memory_overhead_pct']:+.1f} %"
-        lines.append(f"| {r['model']} | {r['atoms']} | {r['base_time_s']:.3f} | {r['phi_time_s']:.3f} | "
-                     f"{r['time_overhead_pct']:+.1f} % | {mem} | {memo} | {r['base_rss_peak_mb']:.0f} / {r['phi_rss_peak_mb']:.0f} |")
+        lines.append(f"| {r['model']} | {r['atoms']} | {r['base_time_s']:.4f} | {r['phi_time_s']:.4f} | "
+                     f"{r['phi_time_s'] / r['base_time_s']:.3f} | {r['time_overhead_pct']:+.1f} % | {mem} | {memo} |")
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(rows, RESULTS / f"{stem}.png")
     print("\n".join(lines))
