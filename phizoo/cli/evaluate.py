@@ -46,10 +46,11 @@ def run_eval(args) -> int:
     from ..eval.plots import parity_plot
     from ..io import atomic_write
     from ..train.data import open_dataset, split_indices
-    from .main import check_device
+    from .main import check_device, check_output_dir
 
     _positive("--batch-size", args.batch_size)
     check_device(args.device)
+    check_output_dir(args.output)
     model = resolve_checkpoint(args.checkpoint, device=args.device)
     dataset = open_dataset(args.data)
     idx = split_indices(dataset, args.split)
@@ -82,11 +83,12 @@ def run_eval(args) -> int:
 def run_leaderboard(args) -> int:
     from ..eval.leaderboard import leaderboard, markdown_table
     from ..train.data import open_dataset, split_indices
-    from .main import check_device
+    from .main import check_device, check_output_dir
 
     _positive("--batch-size", args.batch_size)
     _positive("--repeats", args.repeats)
     check_device(args.device)
+    check_output_dir(args.output)
     if args.names and len(args.names) != len(args.models):
         raise ValueError(f"--names has {len(args.names)} entries for {len(args.models)} models")
     if args.limit is not None and args.limit < 1:

@@ -52,6 +52,21 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_output_dir(out, option: str = "--output") -> None:
+    """Create ``out`` if needed and make sure files can be written there, before any work is done."""
+    import tempfile
+    from pathlib import Path
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out}: is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise ValueError(f"{option} {out}: cannot write there ({err.strerror or err})") from None
+
+
 def message(err: BaseException) -> str:
     """One line for an exception: its message (a KeyError's without quotes, an OSError's with the file)."""
     if isinstance(err, OSError) and err.strerror:

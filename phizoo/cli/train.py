@@ -69,22 +69,14 @@ def _deep_update(a: dict, b: dict) -> None:
 
 def _check_output(out: Path, resume: bool, device: str) -> None:
     """Before any work: the device exists, ``out`` is writable and holds no other run."""
-    import tempfile
-
     from ..train.trainer import STATE_FILE
-    from .main import check_device
+    from .main import check_device, check_output_dir
 
     check_device(device)
     if (out / STATE_FILE).exists() and not resume:
         raise RuntimeError(f"{out} already holds a run ({STATE_FILE}); pass --resume to continue it "
                            "or choose another --output")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--output {out}: is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as err:
-        raise ValueError(f"--output {out}: cannot write there ({err.strerror or err})") from None
+    check_output_dir(out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:

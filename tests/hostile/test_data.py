@@ -13,6 +13,7 @@ from phizoo.data.md22 import KCAL_PER_MOL
 from phizoo.data.store import COMPLETE_KEY, META_KEY, SPLIT_PREFIX, StoreWriter, record_key
 from phizoo.validate import PlausibilityWarning
 from tests.data import native
+from tests.data.conftest import oe62_file, qm9_file  # noqa: F401  (fixtures)
 from tests.hostile.conftest import assert_clean_error, cli, copy_db
 
 BOHR = 0.52917721
@@ -192,16 +193,6 @@ def test_split_sizes_are_validated(tmp_path, capsys, oe62_file, qm9_file, datase
                        option, value, "-q")
     assert_clean_error(code, err, message)
     assert not list(tmp_path.glob("*.lmdb")) and not list(tmp_path.glob(".*partial"))
-
-
-@pytest.fixture
-def oe62_file(tmp_path):
-    return native.oe62_json(tmp_path / "df_62k.json", n=40)
-
-
-@pytest.fixture
-def qm9_file(tmp_path):
-    return native.qm9_csv(tmp_path / "qm9_part1.csv", native.qm9_rows(40))
 
 
 def test_python_api_split_sizes(tmp_path, oe62_file, qm9_file):
