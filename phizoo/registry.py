@@ -109,6 +109,8 @@ def build_from_spec(spec: dict[str, Any]):
         options = dict(spec["phi_options"])
         # specs saved before formulations existed are the paper's (k modes per component)
         options.setdefault("formulation", "paper" if "k" in options else "continuous")
+        if spec.get("potential", {}).get("charge_spin") and options["formulation"] == "continuous":
+            options.setdefault("net_charge", True)  # a charge-aware model's Φ charges sum to Q
         phi = build_phi(backbone.layer_feature_dims, backbone.cutoff, **options)
     return Potential(backbone, phi, spec=spec, **spec.get("potential", {}))
 

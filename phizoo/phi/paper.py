@@ -92,6 +92,9 @@ class PaperPhi(nn.Module):
     def forward(self, layer_features: list[torch.Tensor], graph: Graph,
                 total_charge: torch.Tensor | None = None) -> PhiOutput:
         """``total_charge`` is not used: ρ is neutral (tied) or pushed towards Q by the charge loss."""
+        if getattr(graph, "shifts", None) is not None:
+            raise ValueError("the paper formulation of the Φ-Module does not support periodic systems (k modes "
+                             "per connected component are not supercell consistent); use formulation: continuous")
         if len(layer_features) != len(self.alpha_nets):
             raise ValueError(f"Φ-Module built for {len(self.alpha_nets)} layers, got features of {len(layer_features)}")
         comp, n_comp = graph.components()

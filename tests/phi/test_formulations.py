@@ -100,3 +100,26 @@ def test_unknown_option_for_a_formulation_is_refused():
         phizoo.build_model("painn", phi=True, preset="test", phi_options={"k": 3})
     with pytest.raises(ValueError, match="formulation 'spectral' is unknown"):
         phizoo.build_model("painn", phi=True, preset="test", phi_options={"formulation": "spectral"})
+
+
+@pytest.mark.parametrize("name", phizoo.list_models())
+def test_charge_aware_phi_charges_sum_to_the_total_charge(name):
+    torch.manual_seed(0)
+    model = phizoo.build_model(name, phi=True, preset="test", dtype=torch.float64, charge_spin=True).eval()
+    mol = random_molecule(7, 4)
+    mol.z = torch.tensor([6, 6, 7, 8, 6, 1, 1])  # 35 electrons
+    for q, spin in ((1.0, 1), (-1.0, 1), (2.0, 2)):
+        data = batch(mol)
+        data.total_charge = torch.tensor([q], dtype=torch.float64)
+        data.spin = torch.tensor([spin])
+        out = run(model, data)
+        close(out["charges"].sum(), torch.tensor(q, dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+def test_paper_formulation_refuses_periodic_systems():
+    model = make_model("painn", True, phi_options={"formulation": "paper"})
+    data = batch(random_molecule(4, 5))
+    data.cell = torch.eye(3, dtype=torch.float64)[None] * 6.0
+    data.pbc = torch.tensor([[True, True, True]])
+    with pytest.raises(ValueError, match="paper formulation .* does not support periodic"):
+        model(data)
