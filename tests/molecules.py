@@ -26,8 +26,12 @@ def random_molecule(n: int, seed: int, dmin: float = 0.95, bond: tuple[float, fl
 
 
 def ase_molecule(name: str) -> Data:
-    a = molecule(name)
-    return Data(z=torch.tensor(a.numbers, dtype=torch.long), pos=torch.tensor(a.positions, dtype=torch.float64))
+    return ase_molecule_from(molecule(name))
+
+
+def ase_molecule_from(atoms) -> Data:
+    """An isolated molecule from ASE ``Atoms`` (cell and periodicity dropped)."""
+    return Data(z=torch.tensor(atoms.numbers, dtype=torch.long), pos=torch.tensor(atoms.positions, dtype=torch.float64))
 
 
 def batch(*mols: Data) -> Batch:

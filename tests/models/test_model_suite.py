@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ase.build import nanotube
 from torch_geometric.data import Data
 
 import phizoo
-from tests.molecules import (alkane, approaching_pair, ase_molecule, batch, cutoff_crossing, merged,
-                             random_molecule, random_orthogonal, transformed, water_cluster)
+from tests.molecules import (alkane, approaching_pair, ase_molecule, ase_molecule_from, batch, cutoff_crossing,
+                             merged, random_molecule, random_orthogonal, transformed, water_cluster)
 
 VARIANTS = [(name, phi) for name in phizoo.list_models() for phi in (False, True)]
 IDS = [f"{n}-{'phi' if p else 'base'}" for n, p in VARIANTS]
@@ -301,11 +302,15 @@ def test_hessian_matches_finite_differences_of_forces(model):
 
 # ---------------------------------------------------------------- float32 on large structures
 
-@pytest.mark.parametrize("structure", ["alkane-2000", "water-cluster-2001"])
+LARGE = {"alkane-2000": lambda: alkane(666), "water-cluster-2001": lambda: water_cluster(667, seed=1),
+         "nanotube-1600": lambda: ase_molecule_from(nanotube(10, 0, length=40))}
+
+
+@pytest.mark.parametrize("structure", sorted(LARGE))
 def test_float32_forces_on_large_structures(model, structure):
-    """Long chains (the lowest Laplacian eigenvalues ~1e-6) and a compact 2,000-atom cluster:
-    float32 forces finite and within 1e-3 (relative to the largest force) of float64."""
-    mol = alkane(666) if structure.startswith("alkane") else water_cluster(667, seed=1)
+    """Long chains (the lowest Laplacian eigenvalues ~1e-6), a 170 Å (10,0) carbon nanotube and a compact
+    2,000-atom cluster: float32 forces finite and within 1e-3 (relative to the largest force) of float64."""
+    mol = LARGE[structure]()
     name, phi = model.spec["model"], model.spec["phi"]
     m32 = make_model(name, phi).to(torch.float32)
     f64 = run(model, mol)["forces"]
