@@ -296,12 +296,14 @@ def load_model(name: str, phi: bool = True, pretrained: str = "default",
     from .registry import backbone_class
 
     backbone_class(name)  # clear error for unknown names
-    if not is_path_like(pretrained):
-        return load_pretrained(find_pretrained(name, phi, pretrained), device=device, dtype=dtype)
-    model = load_checkpoint(pretrained, device=device, dtype=dtype)
+    if is_path_like(pretrained):
+        card, model = f"{_stem(pretrained)}.json", load_checkpoint(pretrained, device=device, dtype=dtype)
+    else:
+        entry = find_pretrained(name, phi, pretrained)
+        card, model = entry["card"], load_pretrained(entry, device=device, dtype=dtype)
     spec = model.card["spec"]
     if spec["model"] != name or bool(spec["phi"]) != bool(phi):
-        raise CheckpointError(f"{_stem(pretrained)}.json holds model {spec['model']!r} with phi={spec['phi']}, "
+        raise CheckpointError(f"{card} holds model {spec['model']!r} with phi={spec['phi']}, "
                               f"not the {name!r} with phi={phi} asked for")
     return model
 

@@ -373,8 +373,8 @@ class Trainer:
         if clip:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         else:
-            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.detach()) for p in
-                                                         self.model.parameters() if p.grad is not None]))
+            norms = [torch.linalg.vector_norm(p.grad.detach()) for p in self.model.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=self.device)
         self._check_finite(norm.detach(), "gradient norm")
         grad_norm = float(norm) if clip else float("nan")
         self.optimizer.step()
@@ -392,19 +392,20 @@ class Trainer:
         """Raise ``TrainingDiverged`` (on every rank) if ``value`` is NaN/inf on any rank; called
         before the optimiser step, so the weights, checkpoints and state stay those of the last
         good step."""
-        bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0], device=self.device)
+        mine = bool(torch.isfinite(value).all())
+        bad = torch.tensor([0.0 if mine else 1.0], device=self.device)
         if self.dist.enabled:
             bad = D.all_reduce_sum(bad, self.dist)
         if float(bad[0]) > 0:
-            self._diverged(f"the {what} is {float(value.reshape(-1)[0]):g} at step {self.step + 1} "
-                           f"(epoch {self.epoch + 1})")
+            shown = f"is {float(value.reshape(-1)[0]):g}" if not mine else "is non-finite on another rank"
+            self._diverged(f"the {what} {shown} at step {self.step + 1} (epoch {self.epoch + 1})")
 
     def _diverged(self, what: str) -> None:
         kept = "nothing was written (no output directory)"
         if self.output_dir is not None:
             best = self.output_dir / "best.json"
             kept = (f"{best.parent / 'best'} (epoch {self.best['epoch']}) and the trainer state of the last "
-                    f"completed epoch are kept" if best.exists() else "no checkpoint was written yet")
+                    f"good step saved are kept" if best.exists() else "no checkpoint was written yet")
         raise TrainingDiverged(f"training diverged: {what}; {kept}. Lower optimizer.lr (--lr), keep "
                                "optimizer.grad_clip > 0, or check the data for outliers")
 

@@ -267,3 +267,14 @@ def test_a_full_disk_keeps_the_partial_file_and_the_same_command_resumes(tmp_pat
     for i in range(30):
         assert a.get_record(i)["pos"].tobytes() == b.get_record(i)["pos"].tobytes()
     assert a.split_indices("test").tolist() == b.split_indices("test").tolist()
+
+
+def test_output_below_a_file_and_an_empty_structure(tmp_path, capsys):
+    src = native.md22_npz(tmp_path / "md22_AT-AT.npz", n=10)
+    (tmp_path / "file").write_text("x")
+    code, _, err = cli(capsys, "data", "convert", "md22", src, "-o", tmp_path / "file" / "x.lmdb", "--train-size", "4")
+    assert_clean_error(code, err, "file")
+    empty = native.md22_npz(tmp_path / "md22_DHA.npz", n=10, z=np.zeros(0, np.uint8), R=np.zeros((10, 0, 3)),
+                            F=np.zeros((10, 0, 3)))
+    code, _, err = cli(capsys, "data", "convert", "md22", empty, "-o", tmp_path / "e.lmdb", "--train-size", "4")
+    assert_clean_error(code, err, "md22_DHA.npz: key 'z' must have shape [N] with N > 0")
