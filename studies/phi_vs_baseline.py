@@ -72,8 +72,8 @@ def prepare_data(datasets=None) -> None:
         subprocess.run(phizoo_cmd("data", "convert", "qm9", "-o", str(DATA["qm9"]), "--train-size", "10000",
                                   "--val-size", "1000", "--test-size", "10000"), check=True, cwd=ROOT)
     if (datasets is None or "md22" in datasets) and not DATA["md22"].exists():
-        if not NPZ.exists():  # GFN2-xTB Langevin MD at 500 K, 5000 frames (~21 min on one core)
-            subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "5000",
+        if not NPZ.exists():  # GFN2-xTB Langevin MD at 500 K, 2000 frames (~9 min on one idle core)
+            subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "2000",
                                       "-o", str(NPZ)), check=True, cwd=ROOT, env=_one_thread())
         subprocess.run(phizoo_cmd("data", "convert", "md22", str(NPZ), "-o", str(DATA["md22"]), "--molecule",
                                   MD22_MOLECULE, "--train-size", "1000"), check=True, cwd=ROOT)
