@@ -112,6 +112,24 @@ def check_min_distance(pos: Any, batch: Any = None, min_dist: float = MIN_DISTAN
                 f"(coincident or duplicated atoms, or positions in the wrong unit?)")
 
 
+def check_edge_distances(edge_index: Any, dist: Any, batch: Any, min_dist: float = MIN_DISTANCE,
+                         error: type[Exception] = GeometryError) -> None:
+    """``check_min_distance`` on a neighbour list the caller already has (a model's radius graph,
+    periodic images included): O(E), no extra neighbour search. Tensors: edge_index [2, E],
+    dist [E] Å, batch [N]."""
+    close = dist.detach() < min_dist
+    if not bool(close.any()):
+        return
+    e = int(close.nonzero()[0, 0])
+    j, i = (int(v) for v in edge_index[:, e])
+    mol = int(batch[i])
+    first = int((batch == mol).nonzero()[0, 0]) if batch.numel() else 0
+    a, b = sorted((i - first, j - first))
+    where = f"structure {mol} of the batch" if bool((batch != 0).any()) else "structure"
+    raise error(f"{where}: atoms {a} and {b} are {float(dist[e]):.4g} Å apart, closer than the minimum "
+                f"{min_dist:g} Å (coincident or duplicated atoms, or positions in the wrong unit?)")
+
+
 # ------------------------------------------------------------------ plausibility (warnings only)
 
 K_B = 8.617333262e-5

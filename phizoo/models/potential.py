@@ -20,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from ..nn.graph import build_graph
 from ..nn.mlp import mlp
+from ..validate import check_edge_distances
 from .backbone import Backbone
 from .charge_spin import ChargeSpinEmbedding, resolve_charge_spin
 from .periodic import apply_strain, cell_inputs, stress_from_strain_grad
@@ -46,9 +47,6 @@ def _check_input(z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, max_z:
     if not bool(torch.isfinite(pos).all()):
         bad = int((~torch.isfinite(pos)).any(-1).nonzero()[0, 0])
         raise InputError(f"atom {bad} has a non-finite position {pos[bad].tolist()}")
-    from ..validate import check_min_distance  # atoms closer than 0.1 Å: NaN or meaningless output
-
-    check_min_distance(pos, batch if bool((batch != 0).any()) else None, error=InputError)
 
 
 class Potential(nn.Module):
@@ -126,6 +124,8 @@ class Potential(nn.Module):
             gpos, gcell, strain = apply_strain(pos, cell, batch)
         graph = build_graph(gpos, batch, self.cutoff, num_graphs, backend=self.neighbor_backend, cell=gcell,
                             pbc=pbc, dtype=self.dtype)
+        # atoms closer than 0.1 Å (coincident: NaN edge directions): refused, from the graph we have
+        check_edge_distances(graph.edge_index, graph.dist, batch, error=InputError)
         if self.charge_spin is None:
             out = self.backbone(z, graph)
         else:
