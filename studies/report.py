@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.phi_vs_baseline import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, finished, plan, run_dir
+from studies.plan import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, finished, plan, run_dir
 
 NVE_STEPS = 20000          # 10 ps at 0.5 fs
 NVE_TIMESTEP_FS = 0.5

@@ -1,0 +1,50 @@
+"""What the Φ-versus-baseline study runs and where its files live: shared by the driver
+(``studies/phi_vs_baseline.py``) and the report (``studies/report.py``), which import this module
+and not each other."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MODELS = ("painn", "visnet", "e2gnn", "mace")
+MD22_MOLECULE = "Ac-Ala3-NHMe"
+DATA = {
+    "qm9": ROOT / "data" / "qm9.lmdb",
+    "md22": ROOT / "data" / "xtb" / f"{MD22_MOLECULE}_gfn2xtb_500K.lmdb",
+}
+NPZ = DATA["md22"].with_suffix(".npz")
+# seeds per (dataset, model): three seeds where the budget allows (the two cheapest backbones on QM9)
+SEEDS = {("qm9", "painn"): (0, 1, 2), ("qm9", "e2gnn"): (0, 1, 2)}
+RUNS = ROOT / "runs" / "study"
+RESULTS = ROOT / "studies" / "results"
+# published ids: <model>[-phi]-<dataset id>; the QM9 models are the defaults of load_model
+DATASET_IDS = {"qm9": "qm9", "md22": "md22-xtb-ac-ala3"}
+DEFAULT_DATASET = "qm9"
+
+
+def phizoo_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "phizoo.cli.main", *args]
+
+
+def run_dir(dataset: str, model: str, phi: bool, seed: int) -> Path:
+    return RUNS / dataset / f"{model}-{'phi' if phi else 'base'}-s{seed}"
+
+
+def plan() -> list[tuple[str, str, bool, int]]:
+    """(dataset, model, phi, seed); seed-0 runs (the published weights) first, slowest first."""
+    runs = []
+    for seed in (0, 1, 2):
+        for dataset in ("qm9", "md22"):
+            for model in ("visnet", "mace", "e2gnn", "painn"):
+                if seed in SEEDS.get((dataset, model), (0,)):
+                    runs += [(dataset, model, phi, seed) for phi in (False, True)]
+    return runs
+
+
+def finished(path: Path) -> bool:
+    import json
+
+    card = path / "best.json"
+    return card.exists() and "test" in json.loads(card.read_text()).get("metrics", {})
