@@ -45,7 +45,7 @@ def walk(parser: argparse.ArgumentParser, path: list[str], out: list[str]) -> No
 
 
 def cli_reference() -> str:
-    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal width: fix it
+    os.environ["COLUMNS"] = "80"  # argparse wraps to the terminal width: fix it
     from phizoo.cli.main import build_parser
 
     parser = build_parser()
