@@ -112,11 +112,20 @@ def build_from_spec(spec: dict[str, Any]):
         if spec.get("potential", {}).get("charge_spin") and options["formulation"] == "continuous":
             options.setdefault("net_charge", True)  # a charge-aware model's Φ charges sum to Q
         phi = build_phi(backbone.layer_feature_dims, backbone.cutoff, **options)
-    return Potential(backbone, phi, spec=spec, **spec.get("potential", {}))
+    coulomb = None
+    if spec.get("coulomb"):  # absent from specs saved before the Coulomb head: no head
+        from .heads.coulomb import build_coulomb
+
+        options = dict(spec.get("coulomb_options") or {})
+        if options.get("charges") == "phi" and phi is None:
+            raise ValueError("coulomb_options charges='phi' takes the Φ head's charges: build with phi=True")
+        coulomb = build_coulomb(backbone.feature_dim, **options)
+    return Potential(backbone, phi, spec=spec, coulomb=coulomb, **spec.get("potential", {}))
 
 
 def build_model(name: str, phi: bool = False, preset: str = "default", phi_options: dict | None = None,
-                dtype: torch.dtype | None = None, **overrides):
+                dtype: torch.dtype | None = None, coulomb: bool = False, coulomb_options: dict | None = None,
+                **overrides):
     """A fresh (untrained) ``Potential``.
 
     Args:
@@ -124,11 +133,19 @@ def build_model(name: str, phi: bool = False, preset: str = "default", phi_optio
         phi: add the Φ-Module.
         preset: hyperparameter preset in ``zoo_configs/<name>.yaml`` (``default`` = paper scale, ``cpu``, ``test``).
         phi_options: overrides of the Φ hyperparameters (k, rho, alpha_net, ...).
+        coulomb: add the Coulomb head (``phizoo.heads.coulomb``: charges with Σq = Q, real 1/r energy).
+        coulomb_options: its options (``charges``, ``correction``, ``sigma``, ``periodic``, ...).
         overrides: backbone hyperparameters (e.g. ``hidden_channels=64``).
     """
     backbone_kw, phi_kw, potential_kw = resolve_hyperparameters(name, preset, phi_options, **overrides)
     spec = {"model": name, "phi": bool(phi), "preset": preset, "backbone": backbone_kw,
             "phi_options": phi_kw, "potential": potential_kw}
+    if coulomb:  # only then in the spec: specs (and state dicts) of other models are unchanged
+        from .heads.coulomb import resolve_coulomb_options
+
+        spec.update(coulomb=True, coulomb_options=resolve_coulomb_options(coulomb_options))
+    elif coulomb_options:
+        raise ValueError("coulomb_options given without coulomb=True")
     model = build_from_spec(spec)
     if dtype is not None:
         model = model.to(dtype)

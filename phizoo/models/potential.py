@@ -1,9 +1,9 @@
-r"""A potential = backbone + energy head (+ Φ head) + per-element references.
+r"""A potential = backbone + energy head (+ Φ head) (+ Coulomb head) + per-element references.
 
 Energy per molecule (eV):
 
-    E = Σ_i [scale · ε_i + shift] + γ E_ES  +  Σ_i E_ref(z_i)
-        \________ model dtype ___________/     \__ float64 __/
+    E = Σ_i [scale · ε_i + shift] + γ E_ES + E_Coulomb  +  Σ_i E_ref(z_i)
+        \_______________ model dtype ________________/     \__ float64 __/
 
 The learned part is computed in the model's dtype (float32 or float64); the element
 references stay in float64 whatever ``.to(dtype)`` is called, and ``energy`` is returned
@@ -59,10 +59,12 @@ class Potential(nn.Module):
     """
 
     def __init__(self, backbone: Backbone, phi: nn.Module | None = None, spec: dict[str, Any] | None = None,
-                 head_hidden: int | None = None, neighbor_backend: str = "auto", charge_spin: bool = False):
+                 head_hidden: int | None = None, neighbor_backend: str = "auto", charge_spin: bool = False,
+                 coulomb: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
         self.phi = phi
+        self.coulomb = coulomb  # phizoo.heads.coulomb.CoulombHead or None (then no state-dict entries)
         f = backbone.feature_dim
         self.head = mlp([f, head_hidden or max(f // 2, 1), 1])
         self.spec = dict(spec or {})
@@ -95,7 +97,10 @@ class Potential(nn.Module):
             energy [B] float64 eV (with element references), forces [N, 3] eV/Å,
             and with Φ: phi [N], charges [N] e, electrostatic_energy [B] eV,
             charge_error [B] (Σρ - Q) and, for the paper formulation, pde_residual [B]
-            (mean (Lφ-ρ)² per molecule).
+            (mean (Lφ-ρ)² per molecule); with the Coulomb head (phizoo/heads/coulomb.py):
+            coulomb_charges [N] e (also ``charges`` when there is no Φ), coulomb_energy [B] eV,
+            dipole [B, 3] e·Å. With any long-range head also energy_short_range [B] eV, so that
+            energy = energy_short_range + electrostatic_energy + coulomb_energy + Σ E_ref(z_i).
         ``create_graph`` defaults to ``self.training`` (needed to train on forces).
 
         Periodic structures: ``cell`` [B, 3, 3] Å and ``pbc`` [B, 3] (models/periodic.py); with
@@ -115,7 +120,7 @@ class Potential(nn.Module):
         if compute_stress and cell is None:
             raise InputError("stress needs a periodic structure (Data.cell and Data.pbc)")
         q, spin = resolve_charge_spin(data, z, batch, num_graphs, accepts_charge=self.charge_spin is not None
-                                      or bool(getattr(self.phi, "net_charge", False)),
+                                      or bool(getattr(self.phi, "net_charge", False)) or self.coulomb is not None,
                                       accepts_spin=self.charge_spin is not None)
         if compute_forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
@@ -131,7 +136,7 @@ class Potential(nn.Module):
         else:
             out = self.backbone(z, graph, extra=self.charge_spin(q, spin, batch))
         atomic = self.head(out.features).squeeze(-1) * self.scale + self.shift
-        energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        energy = atomic_energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
         result: dict[str, torch.Tensor] = {}
         if self.phi is not None:
             q = q.to(energy)
@@ -141,6 +146,13 @@ class Potential(nn.Module):
                           charge_error=po.total_charge - q)
             if po.pde_residual is not None:
                 result["pde_residual"] = po.pde_residual
+        if self.coulomb is not None:  # real electrostatics of per-atom charges (phizoo/heads/coulomb.py)
+            co = self.coulomb(out.features, gpos, batch, num_graphs, q, gcell, pbc, result.get("charges"))
+            energy = energy + co.energy
+            result.update(coulomb_charges=co.charges, coulomb_energy=co.energy, dipole=co.dipole)
+            result.setdefault("charges", co.charges)
+        if self.phi is not None or self.coulomb is not None:
+            result["energy_short_range"] = atomic_energy
         refs = scatter(self.element_energies[z], batch, dim=0, dim_size=num_graphs, reduce="sum")
         result["energy"] = energy.to(torch.float64) + refs
         if compute_forces or compute_stress:

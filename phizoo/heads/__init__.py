@@ -1,0 +1,4 @@
+"""Long-range heads besides the Φ-Module (``phizoo.phi``): the Coulomb head (``coulomb.py``) and
+the electrostatic sums it uses (``electrostatics.py``: direct sum, Ewald/PME via torch-pme)."""
+from .coulomb import CoulombHead, CoulombOutput, build_coulomb, resolve_coulomb_options  # noqa: F401
+from .electrostatics import K_E, coulomb_energy, dipole_moment  # noqa: F401
