@@ -1,4 +1,4 @@
-"""ASE calculator for any phizoo potential: energy, forces, stress (periodic) and charges."""
+"""ASE calculator for any phizoo potential: energy, forces, stress (periodic), charges and dipole."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,11 @@ class PhiZooCalculator(Calculator):
 
     Energies in eV (float64, element references included), forces in eV/Å, stress in eV/Å³
     (ASE's sign and Voigt order; periodic ``Atoms`` with all three directions periodic), charges
-    in e (the Φ-Module's ρ; zeros for models without Φ). Periodic and partly periodic ``Atoms``
+    in e (``get_charges``: the Coulomb head's charges when the model has one, else the Φ-Module's
+    ρ, else zeros), dipole in e·Å (``get_dipole_moment``: Σ q_i (r_i − centre) of the Coulomb
+    charges; models with a Coulomb head only). ``results`` also holds the energy split of models
+    with a long-range head: ``energy_short_range``, ``electrostatic_energy`` (Φ),
+    ``coulomb_energy`` (eV), and ``phi_charges`` / ``coulomb_charges`` when both heads are present. Periodic and partly periodic ``Atoms``
     are supported (``atoms.cell``, ``atoms.pbc``; every image within the cutoff is seen).
 
     Total charge and spin multiplicity: ``atoms.info["charge"]`` and ``atoms.info["spin"]``
@@ -25,7 +29,7 @@ class PhiZooCalculator(Calculator):
         device: torch device for the evaluation. total_charge: net charge (e). spin: multiplicity.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "charges", "dipole"]
 
     def __init__(self, model, device: str | torch.device = "cpu", total_charge: float = 0.0,
                  spin: int | None = None, **kwargs):
@@ -65,6 +69,14 @@ class PhiZooCalculator(Calculator):
         if stress:
             s = out["stress"].detach().cpu().double().numpy()[0]
             self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
-        charges = out.get("charges")
+        charges = out.get("coulomb_charges", out.get("charges"))
         self.results["charges"] = (charges.detach().cpu().double().numpy() if charges is not None
                                    else np.zeros(len(self.atoms)))
+        if "coulomb_charges" in out and "phi" in out:
+            self.results["coulomb_charges"] = self.results["charges"]
+            self.results["phi_charges"] = out["charges"].detach().cpu().double().numpy()
+        if "dipole" in out:
+            self.results["dipole"] = out["dipole"].detach().cpu().double().numpy()[0]
+        for key in ("energy_short_range", "electrostatic_energy", "coulomb_energy"):
+            if key in out:
+                self.results[key] = float(out[key].detach()[0])

@@ -25,7 +25,8 @@ def build_from_config(cfg: dict[str, Any]):
     with torch.random.fork_rng():
         torch.manual_seed(int(cfg["seed"]))
         return build_model(m["name"], phi=bool(m.get("phi")), preset=m.get("preset", "default"),
-                           phi_options=m.get("phi_options") or None, dtype=dtype, **(m.get("overrides") or {}))
+                           phi_options=m.get("phi_options") or None, dtype=dtype, coulomb=bool(m.get("coulomb")),
+                           coulomb_options=m.get("coulomb_options") or None, **(m.get("overrides") or {}))
 
 
 def train_from_config(config: dict[str, Any], dataset, splits: dict[str, Sequence[int]] | None = None,

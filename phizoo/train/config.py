@@ -2,11 +2,13 @@
 
 Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``model.name``)::
 
-    model:     {name: painn, preset: cpu, phi: true, phi_options: {k: 9}, dtype: float32, overrides: {}}
+    model:     {name: painn, preset: cpu, phi: true, phi_options: {k: 9}, dtype: float32, overrides: {},
+                coulomb: false, coulomb_options: {}}                 # the Coulomb head (phizoo/heads/coulomb.py)
     data:      {dataset: qm9, train: train, val: val, test: test}     # split names in the store
     optimizer: {lr: 5.0e-4, weight_decay: 0.01, betas: [0.9, 0.999], eps: 1.0e-8, grad_clip: 10.0}
     schedule:  {warmup_steps: 1000, warmup_epochs: null, min_lr_ratio: 0.01}   # linear warm-up + cosine
-    loss:      {energy: 1.0, forces: 0.0, pde: 0.01, charge: 0.01, per_atom_energy: true, type: mse}
+    loss:      {energy: 1.0, forces: 0.0, pde: 0.01, charge: 0.01, per_atom_energy: true, type: mse,
+                charges: 0.0, dipole: 0.0}                           # Coulomb charges (e) / dipole (e·Å) vs data
     ema:       {decay: 0.999, enabled: true}
     references: {fit: true, scale_shift: true}                      # fitted on the train split only
     epochs: 100
@@ -20,7 +22,7 @@ Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``mo
 
 Only the keys listed in ``DEFAULTS`` exist; a typo is an error, not a silent no-op. Every value
 is type-checked against :mod:`phizoo.train.schema` (``ConfigError`` naming the key), including
-the keys inside ``phi_options`` and ``overrides`` (against the constructors they configure).
+the keys inside ``phi_options``, ``coulomb_options`` and ``overrides`` (against the constructors they configure).
 """
 from __future__ import annotations
 
@@ -34,11 +36,12 @@ from .schema import ConfigError, ConfigKeyError, check
 
 DEFAULTS: dict[str, Any] = {
     "model": {"name": None, "preset": "default", "phi": False, "phi_options": {}, "dtype": "float32",
-              "overrides": {}},
+              "overrides": {}, "coulomb": False, "coulomb_options": {}},
     "data": {"dataset": None, "train": "train", "val": "val", "test": "test"},
     "optimizer": {"lr": 5.0e-4, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8, "grad_clip": 10.0},
     "schedule": {"warmup_steps": 0, "warmup_epochs": None, "min_lr_ratio": 0.01},
-    "loss": {"energy": 1.0, "forces": 0.0, "pde": 0.0, "charge": 0.0, "per_atom_energy": True, "type": "mse",
+    "loss": {"energy": 1.0, "forces": 0.0, "pde": 0.0, "charge": 0.0, "charges": 0.0, "dipole": 0.0,
+             "per_atom_energy": True, "type": "mse",
              "huber_delta": 0.01},
     "ema": {"enabled": True, "decay": 0.999, "warmup": True},
     "references": {"fit": True, "scale_shift": True},
@@ -63,7 +66,7 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
     for key, value in update.items():
         if key not in base:
             raise ConfigKeyError(f"unknown training config key {where + str(key)!r}; known: {', '.join(sorted(base))}")
-        if isinstance(base[key], dict) and key not in ("phi_options", "overrides"):
+        if isinstance(base[key], dict) and key not in ("phi_options", "overrides", "coulomb_options"):
             if not isinstance(value, dict):
                 raise ConfigError(f"training config key {where + key!r} must be a mapping, got {value!r}")
             _merge(base[key], value, where + key + ".")
@@ -143,6 +146,6 @@ def validate(cfg: dict[str, Any]) -> None:
     """Parse numbers given as strings (YAML 1.1 reads ``1e-3`` as a string), then type-check."""
     _floatify(cfg["optimizer"], ("lr", "weight_decay", "eps", "grad_clip"))
     _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs"))
-    _floatify(cfg["loss"], ("energy", "forces", "pde", "charge", "huber_delta"))
+    _floatify(cfg["loss"], ("energy", "forces", "pde", "charge", "charges", "dipole", "huber_delta"))
     _floatify(cfg["ema"], ("decay",))
     check(cfg)

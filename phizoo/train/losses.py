@@ -1,6 +1,12 @@
 """Training loss: energy + forces + the Φ terms.
 
     L = w_E · ℓ(ΔE [/ N]) + w_F · ℓ(ΔF) + λ_pde · pde_residual + λ_q · |Σρ − Q|
+        + w_charges · ℓ(Δq) + w_dipole · ℓ(Δμ)
+
+The last two (``loss.charges``, ``loss.dipole``) fit the Coulomb head's charges (e, per atom) and
+dipole (e·Å, per molecule: the vector when the data holds [3] per structure, the magnitude |μ|
+when it holds [1], as QM9 does) to reference values, where the batch carries ``charges`` /
+``dipole``; a model without a Coulomb head refuses a non-zero weight.
 
 ΔE is formed from the float64 totals (prediction incl. element references minus target)
 and only then cast to the model dtype, so large total energies lose no precision.
@@ -41,6 +47,18 @@ def energy_error(out: dict, batch) -> torch.Tensor:
     return out["energy"].double() - batch.energy.double().reshape(-1)
 
 
+def dipole_error(out: dict, batch) -> torch.Tensor:
+    """Predicted − reference dipole: [B, 3] e·Å for vector references ([3] per structure), [B] for
+    magnitudes ([1] per structure: |μ_pred| − |μ_ref|)."""
+    mu = out["dipole"]
+    ref = batch.dipole.to(mu.dtype).reshape(-1)
+    if ref.numel() == 3 * mu.shape[0]:
+        return mu - ref.reshape(-1, 3)
+    if ref.numel() == mu.shape[0]:
+        return torch.linalg.vector_norm(mu, dim=-1) - ref
+    raise ValueError(f"batch.dipole has {ref.numel()} values for {mu.shape[0]} structures (need 1 or 3 each)")
+
+
 def compute_loss(out: dict, batch, weights: dict, dtype: torch.dtype, n_mol: float | None = None,
                  n_force: float | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted loss and its components (float, for logging).
@@ -71,6 +89,16 @@ def compute_loss(out: dict, batch, weights: dict, dtype: torch.dtype, n_mol: flo
         parts["pde"] = out["pde_residual"].to(dtype).sum() / n_mol
     if weights.get("charge", 0.0) and "charge_error" in out:
         parts["charge"] = out["charge_error"].to(dtype).abs().sum() / n_mol
+    if weights.get("charges", 0.0) or weights.get("dipole", 0.0):
+        if "coulomb_charges" not in out:
+            raise ValueError("loss.charges / loss.dipole fit the Coulomb head's charges and dipole: build the model "
+                             "with coulomb: true (model.coulomb) or set them to 0")
+        if weights.get("charges", 0.0) and getattr(batch, "charges", None) is not None:
+            dq = out["coulomb_charges"].to(dtype) - batch.charges.to(dtype).reshape(-1)
+            n_at = float(dq.numel()) if n_force is None else float(n_force) / 3.0
+            parts["charges"] = _elementwise(dq, kind, delta).sum() / max(n_at, 1.0)
+        if weights.get("dipole", 0.0) and getattr(batch, "dipole", None) is not None:
+            parts["dipole"] = _elementwise(dipole_error(out, batch).to(dtype), kind, delta).sum() / n_mol
     total = sum(float(weights.get(k, 0.0)) * v for k, v in parts.items())
     if not isinstance(total, torch.Tensor):
         total = out["energy"].new_zeros(()).to(dtype)
@@ -91,6 +119,13 @@ def batch_errors(out: dict, batch) -> dict[str, torch.Tensor]:
         df = (out["forces"].detach().double() - f.double())
         s.update(n_f=torch.tensor(float(df.numel()), dtype=torch.float64), f_abs=df.abs().sum(),
                  f_sq=df.pow(2).sum())
+    q = getattr(batch, "charges", None)
+    if q is not None and "coulomb_charges" in out:
+        dq = out["coulomb_charges"].detach().double() - q.double().reshape(-1)
+        s.update(n_q=torch.tensor(float(dq.numel()), dtype=torch.float64), q_err_abs=dq.abs().sum())
+    if getattr(batch, "dipole", None) is not None and "dipole" in out:
+        dmu = dipole_error({"dipole": out["dipole"].detach().double()}, batch)
+        s["mu_abs"] = (dmu.norm(dim=-1) if dmu.dim() == 2 else dmu.abs()).sum()
     if "pde_residual" in out:
         s["pde"] = out["pde_residual"].detach().double().sum()
         s["q_abs"] = out["charge_error"].detach().double().abs().sum()
@@ -106,6 +141,10 @@ def finalize_errors(s: dict[str, float]) -> dict[str, float]:
                  energy_mae_per_atom=s["ea_abs"] / n, energy_rmse_per_atom=math.sqrt(s["ea_sq"] / n))
         if "pde" in s:
             m.update(pde_residual=s["pde"] / n, charge_error_mae=s["q_abs"] / n)
+        if "mu_abs" in s:
+            m["dipole_mae"] = s["mu_abs"] / n  # e·Å (|Δμ| of vectors, Δ|μ| of magnitudes)
+    if s.get("n_q"):
+        m["charges_mae"] = s["q_err_abs"] / s["n_q"]
     if s.get("n_f"):
         m.update(forces_mae=s["f_abs"] / s["n_f"], forces_rmse=math.sqrt(s["f_sq"] / s["n_f"]))
     return m

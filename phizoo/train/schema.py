@@ -98,6 +98,8 @@ RULES: dict[str, Callable] = {
     "schedule.warmup_steps": integer(0, none=True), "schedule.warmup_epochs": number(0.0, none=True),
     "schedule.min_lr_ratio": number(0.0, 1.0),
     "loss.energy": number(0.0), "loss.forces": number(0.0), "loss.pde": number(0.0), "loss.charge": number(0.0),
+    "loss.charges": number(0.0), "loss.dipole": number(0.0),
+    "model.coulomb": boolean, "model.coulomb_options": mapping,
     "loss.per_atom_energy": boolean, "loss.type": choice("mse", "l1", "huber"), "loss.huber_delta": number(0.0),
     "ema.enabled": boolean, "ema.decay": number(0.0, 1.0, open_hi=True), "ema.warmup": boolean,
     "references.fit": boolean, "references.scale_shift": boolean,
@@ -109,7 +111,7 @@ RULES: dict[str, Callable] = {
 
 MONITORS = ("val_loss", "val_energy_mae", "val_energy_rmse", "val_energy_mae_per_atom",
             "val_energy_rmse_per_atom", "val_forces_mae", "val_forces_rmse", "val_pde_residual",
-            "val_charge_error_mae")
+            "val_charge_error_mae", "val_charges_mae", "val_dipole_mae")
 
 def check(cfg: dict[str, Any]) -> None:
     """Raise ``ConfigError`` for the first config value that breaks its rule (see the module docstring)."""
@@ -142,6 +144,10 @@ def _check_model(model: dict[str, Any]) -> None:
 
     known = {**_parameters(cls.__init__, skip=1), **_parameters(Potential.__init__, skip=4)}  # self, backbone, phi, spec
     _check_options("model.overrides", model["overrides"], known)
+    if model["coulomb_options"]:
+        from ..heads.coulomb import coulomb_option_defaults
+
+        _check_options("model.coulomb_options", model["coulomb_options"], coulomb_option_defaults())
     if model["phi_options"]:
         default = model_config(model["name"])["phi"].get("formulation", "continuous")
         _check_options("model.phi_options", model["phi_options"], phi_parameters(model["phi_options"], default))
