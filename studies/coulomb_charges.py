@@ -90,8 +90,8 @@ def main() -> int:
         model = trainer.ema.module if trainer.ema is not None else trainer.model
         results["runs"][mode] = {**evaluate(model, ds, test), "train_seconds": round(time.time() - t, 1)}
         print(mode, json.dumps(results["runs"][mode], indent=1), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=1) + "\n")
+        OUT.parent.mkdir(parents=True, exist_ok=True)  # after every mode: a cut-short run keeps what it has
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
