@@ -1,6 +1,8 @@
 """Total charge and spin multiplicity end to end: a charge-aware model sees them (+1 and −1 give
 different energies and forces), a model without them refuses them, impossible multiplicities are
 named, the calculator reads ``atoms.info``, and old checkpoints load strictly (no new parameters)."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,37 @@ def test_charge_aware_checkpoint_roundtrip(tmp_path):
     loaded = phizoo.load_model("visnet", phi=True, pretrained=str(tmp_path / "m.json"), dtype=torch.float64).eval()
     assert loaded.charge_spin is not None
     torch.testing.assert_close(loaded(ethanol(1, 2))["energy"], model(ethanol(1, 2))["energy"])
+
+
+@pytest.mark.filterwarnings("ignore:elements .* have no reference energy")
+@pytest.mark.parametrize("phi", [False, True])
+def test_finetune_makes_a_neutral_model_charge_aware(tmp_path, phi):
+    """``finetune(..., charge_spin=True)`` (CLI ``--charge-spin``): unchanged at Q = 0 before
+    training, Σρ = Q afterwards, learns a charge-dependent energy, reloads strictly."""
+    from phizoo.train.finetune import add_charge_spin
+
+    torch.manual_seed(1)
+    neutral = phizoo.build_model("painn", phi=phi, preset="test", dtype=torch.float64).eval()
+    aware = add_charge_spin(copy.deepcopy(neutral)).eval()
+    torch.testing.assert_close(aware(ethanol(0))["energy"], neutral(ethanol(0))["energy"], rtol=0, atol=1e-12)
+    if phi:
+        assert abs(float(aware(ethanol(1, 2))["charges"].sum()) - 1.0) < 1e-9
+    # data: the neutral model's energy plus 0.5 eV per unit of charge, on jittered ethanols
+    gen = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(24):
+        d = ethanol((-1, 0, 1)[i % 3], spin=(2, 1, 2)[i % 3])
+        d.pos = d.pos + 0.05 * torch.randn(d.pos.shape, generator=gen, dtype=torch.float64)
+        d.energy = neutral(Data(z=d.z, pos=d.pos))["energy"].detach() + 0.5 * d.total_charge
+        items.append(d)
+    splits = {"train": list(range(18)), "val": list(range(18, 24))}
+    tuned, summary = phizoo.finetune(neutral.float(), items, splits, epochs=15, lr=3e-3, batch_size=6,
+                                     charge_spin=True, config={"progress": False}, output_dir=tmp_path / "ft")
+    assert summary["finetune"]["charge_spin"] and neutral.charge_spin is None  # the input model is untouched
+    tuned = tuned.double().eval()
+    gap = float(tuned(ethanol(1, 2))["energy"][0] - tuned(ethanol(-1, 2))["energy"][0])
+    assert 0.3 < gap < 1.7, f"+1/-1 energy gap {gap:.3f} eV, data: 1.0 eV"
+    loaded = phizoo.load_model("painn", phi=phi, pretrained=str(tmp_path / "ft" / "best.json"),
+                               dtype=torch.float64).eval()
+    assert loaded.charge_spin is not None
+    torch.testing.assert_close(loaded(ethanol(1, 2))["energy"], tuned(ethanol(1, 2))["energy"])

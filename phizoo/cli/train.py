@@ -37,6 +37,8 @@ def register(sub) -> None:
     f.add_argument("--refit-references", action="store_true",
                    help="refit per-element reference energies on the new training split")
     f.add_argument("--reset-head", action="store_true", help="re-initialise the energy head")
+    f.add_argument("--charge-spin", action="store_true",
+                   help="make a model trained on neutral data charge-aware (total charge + spin input) first")
     _common(f)
     f.set_defaults(func=run_finetune)
 
@@ -132,7 +134,7 @@ def run_finetune(args) -> int:
     tuned, summary = finetune(model, dataset, named_splits(dataset, cfg["data"]), config=cfg, output_dir=out,
                               device=args.device, resume=args.resume, freeze_backbone=args.freeze_backbone,
                               refit_references=args.refit_references, reset_head=args.reset_head,
-                              dataset_info=info)
+                              charge_spin=args.charge_spin, dataset_info=info)
     if _rank() == 0:
         _print_summary(summary, out)
         print(json.dumps(summary["finetune"]))

@@ -73,7 +73,7 @@ def resolve_charge_spin(data, z: torch.Tensor, batch: torch.Tensor, num_graphs: 
         raise ChargeSpinError(
             f"structure {b} has total charge {float(q[b]):+g} e, but this model was trained without total "
             f"charge and spin (charge_spin: false) and describes neutral structures only; use a model built "
-            f"with charge_spin=True (fine-tune one on charged data) instead")
+            f"with charge_spin=True, or fine-tune this one on charged data with `phizoo finetune --charge-spin`")
     if not accepts_spin and bool((spin != lowest).any()):
         b = int((spin != lowest).nonzero()[0, 0])
         raise ChargeSpinError(

@@ -22,11 +22,16 @@ def build_from_config(cfg: dict[str, Any]):
     if not m.get("name"):
         raise ValueError("training config: model.name is required")
     dtype = getattr(torch, m.get("dtype", "float32"))
+    overrides = dict(m.get("overrides") or {})
+    if m.get("charge_spin"):  # only when set: specs of models without it stay unchanged
+        if overrides.get("charge_spin") is False:
+            raise ValueError("training config: model.charge_spin is true but model.overrides.charge_spin is false")
+        overrides["charge_spin"] = True
     with torch.random.fork_rng():
         torch.manual_seed(int(cfg["seed"]))
         return build_model(m["name"], phi=bool(m.get("phi")), preset=m.get("preset", "default"),
                            phi_options=m.get("phi_options") or None, dtype=dtype, coulomb=bool(m.get("coulomb")),
-                           coulomb_options=m.get("coulomb_options") or None, **(m.get("overrides") or {}))
+                           coulomb_options=m.get("coulomb_options") or None, **overrides)
 
 
 def train_from_config(config: dict[str, Any], dataset, splits: dict[str, Sequence[int]] | None = None,

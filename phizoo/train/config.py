@@ -2,8 +2,9 @@
 
 Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``model.name``)::
 
-    model:     {name: painn, preset: cpu, phi: true, phi_options: {k: 9}, dtype: float32, overrides: {},
-                coulomb: false, coulomb_options: {}}                 # the Coulomb head (phizoo/heads/coulomb.py)
+    model:     {name: painn, preset: cpu, phi: true, phi_options: {}, dtype: float32, overrides: {},
+                coulomb: false, coulomb_options: {},                # the Coulomb head (phizoo/heads/coulomb.py)
+                charge_spin: false}                                  # total charge + spin embedding (charged data)
     data:      {dataset: qm9, train: train, val: val, test: test}     # split names in the store
     optimizer: {lr: 5.0e-4, weight_decay: 0.01, betas: [0.9, 0.999], eps: 1.0e-8, grad_clip: 10.0}
     schedule:  {warmup_steps: 1000, warmup_epochs: null, min_lr_ratio: 0.01}   # linear warm-up + cosine
@@ -36,7 +37,7 @@ from .schema import ConfigError, ConfigKeyError, check
 
 DEFAULTS: dict[str, Any] = {
     "model": {"name": None, "preset": "default", "phi": False, "phi_options": {}, "dtype": "float32",
-              "overrides": {}, "coulomb": False, "coulomb_options": {}},
+              "overrides": {}, "coulomb": False, "coulomb_options": {}, "charge_spin": False},
     "data": {"dataset": None, "train": "train", "val": "val", "test": "test"},
     "optimizer": {"lr": 5.0e-4, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8, "grad_clip": 10.0},
     "schedule": {"warmup_steps": 0, "warmup_epochs": None, "min_lr_ratio": 0.01},

@@ -42,6 +42,36 @@ def _default_splits(dataset, val_fraction: float, seed: int) -> dict[str, list[i
         return {"train": perm[n_val:], "val": perm[:n_val]}
 
 
+def add_charge_spin(model):
+    """Make a model trained on neutral structures charge-aware, in place, without changing it.
+
+    Adds the total-charge/spin embedding (``phizoo/models/charge_spin.py``; its output layer W₂
+    starts at zero) and, for a continuous Φ head, the net-charge channel of the α-Net (a zero
+    weight row: the total charge is first spread evenly, Σρ = Q). Predictions for neutral,
+    lowest-spin structures are unchanged until training moves the new weights; the spec is updated
+    so the fine-tuned checkpoint rebuilds (strictly) as a charge-aware model. Returns the model.
+    """
+    from ..models.charge_spin import ChargeSpinEmbedding
+
+    if model.charge_spin is not None:
+        return model
+    ref = next(model.parameters())
+    spec = copy.deepcopy(model.spec)
+    model.charge_spin = ChargeSpinEmbedding(model.backbone.embedding_dim).to(ref.device, ref.dtype)
+    spec.setdefault("potential", {})["charge_spin"] = True
+    phi = model.phi
+    if phi is not None and getattr(phi, "formulation", None) == "continuous" and not phi.net_charge:
+        last = phi.alpha_net[-1]
+        grown = torch.nn.Linear(last.in_features, 2, bias=False).to(ref.device, ref.dtype)
+        with torch.no_grad():
+            grown.weight.zero_()
+            grown.weight[:1] = last.weight
+        phi.alpha_net[-1], phi.net_charge = grown, True
+        spec["phi_options"]["net_charge"] = True
+    model.spec = spec
+    return model
+
+
 def prepare_for_finetuning(model, freeze_backbone: bool = False, reset_head: bool = False, seed: int = 0):
     """Freeze the backbone and/or re-initialise the energy head (in place); returns the model."""
     if reset_head:
@@ -70,7 +100,7 @@ def finetune(model, dataset, splits: dict[str, Sequence[int]] | None = None, *, 
              refit_references: bool = False, reset_head: bool = False, loss: dict | None = None,
              config: dict | None = None, output_dir: str | Path | None = None, device: str | None = None,
              resume: bool = False, val_fraction: float = 0.1, callbacks: Sequence = (),
-             dataset_info: dict | None = None, inplace: bool = False):
+             dataset_info: dict | None = None, inplace: bool = False, charge_spin: bool = False):
     """Fine-tune ``model`` on ``dataset``; returns ``(tuned_model, metrics)``.
 
     Args:
@@ -82,6 +112,8 @@ def finetune(model, dataset, splits: dict[str, Sequence[int]] | None = None, *, 
         refit_references: refit per-element references on the new training split
             (and scale/shift too when ``reset_head``).
         reset_head: re-initialise the energy head.
+        charge_spin: make a model trained on neutral data charge-aware first (:func:`add_charge_spin`),
+            to fine-tune it on charged structures / other spin states.
         loss: loss weights (``{"energy": 1, "forces": 10, ...}``); config: any further training config.
     Returns:
         the selected (best-validation, EMA) model and a dict with ``val``/``test`` metrics (meV),
@@ -102,6 +134,8 @@ def finetune(model, dataset, splits: dict[str, Sequence[int]] | None = None, *, 
         splits = _default_splits(dataset, val_fraction, int(cfg["seed"]))
     if not inplace:
         model = copy.deepcopy(model)
+    if charge_spin:
+        add_charge_spin(model)
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -119,7 +153,7 @@ def finetune(model, dataset, splits: dict[str, Sequence[int]] | None = None, *, 
                       dataset_info=info)
     summary = trainer.fit(resume=resume)
     summary["finetune"] = {"freeze_backbone": freeze_backbone, "refit_references": refit_references,
-                           "reset_head": reset_head}
+                           "reset_head": reset_head, "charge_spin": charge_spin}
     tuned = trainer.best_model
     tuned.train(False)
     return tuned, summary

@@ -99,7 +99,7 @@ RULES: dict[str, Callable] = {
     "schedule.min_lr_ratio": number(0.0, 1.0),
     "loss.energy": number(0.0), "loss.forces": number(0.0), "loss.pde": number(0.0), "loss.charge": number(0.0),
     "loss.charges": number(0.0), "loss.dipole": number(0.0),
-    "model.coulomb": boolean, "model.coulomb_options": mapping,
+    "model.coulomb": boolean, "model.coulomb_options": mapping, "model.charge_spin": boolean,
     "loss.per_atom_energy": boolean, "loss.type": choice("mse", "l1", "huber"), "loss.huber_delta": number(0.0),
     "ema.enabled": boolean, "ema.decay": number(0.0, 1.0, open_hi=True), "ema.warmup": boolean,
     "references.fit": boolean, "references.scale_shift": boolean,
