@@ -1,4 +1,4 @@
-"""``phizoo eval`` (metrics + parity plot of one checkpoint) and ``phizoo leaderboard``."""
+"""``phizoo eval`` (metrics + parity plots of one checkpoint) and ``phizoo leaderboard``."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,18 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="plain MAE/RMSE of a checkpoint on a split, with a parity plot")
+    p = sub.add_parser("eval", help="plain MAE/RMSE of a checkpoint on a split, with parity plots",
+                       description="Plain MAE/RMSE of a checkpoint on a split (energy, forces) and parity "
+                                   "plots. Models with a Coulomb head on data with reference charges / "
+                                   "dipoles also get charge MAE/RMSE (e) and Pearson r (overall, per "
+                                   "element), dipole MAE (e·Å, per component and of |μ|) and charge / "
+                                   "dipole parity plots.")
     p.add_argument("checkpoint", help="checkpoint (path/stem) or pretrained id")
     p.add_argument("--data", required=True, help="LMDB store written by phizoo.data")
     p.add_argument("--split", default="test", help="stored split to evaluate (default: test)")
-    p.add_argument("-o", "--output", default=".", help="directory for <name>-<split>.json and -parity.png")
+    p.add_argument("-o", "--output", default=".",
+                   help="directory for <name>-<split>.json, -parity.png and (Coulomb head with reference "
+                        "data) -charges.png, -dipole.png")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-plot", action="store_true")
@@ -40,10 +47,32 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
+CHARGE_ROWS = [("charge MAE", "charges_mae_e", "e"), ("charge RMSE", "charges_rmse_e", "e"),
+               ("charge Pearson r", "charges_pearson_r", ""),
+               ("dipole MAE (component)", "dipole_mae_eA", "e·Å"),
+               ("dipole RMSE (component)", "dipole_rmse_eA", "e·Å"),
+               ("|μ| MAE", "dipole_norm_mae_eA", "e·Å"), ("|μ| RMSE", "dipole_norm_rmse_eA", "e·Å")]
+
+
+def _print_charges(metrics: dict, training: str | None) -> None:
+    """The charge / dipole lines of ``phizoo eval`` (only those the metrics hold)."""
+    if "charges_mae_e" in metrics or "n_dipoles" in metrics:
+        print(f"  Coulomb head{f' ({training} charges)' if training else ''}:")
+    for label, key, unit in CHARGE_ROWS:
+        if key in metrics:
+            v = metrics[key]
+            print(f"  {label:22s} {'n/a' if v is None else f'{v:12.4f}':>12s} {unit}".rstrip())
+    per = metrics.get("charges_per_element") or {}
+    if per:
+        cells = ", ".join(f"{s} {'n/a' if v['pearson_r'] is None else format(v['pearson_r'], '.3f')}"
+                          for s, v in per.items())
+        print(f"  {'charge r per element':22s} {cells}")
+
+
 def run_eval(args) -> int:
     from ..eval.leaderboard import model_label, resolve_checkpoint
-    from ..eval.metrics import evaluate
-    from ..eval.plots import parity_plot
+    from ..eval.metrics import charge_training, evaluate
+    from ..eval.plots import charge_parity_plot, dipole_parity_plot, parity_plot
     from ..io import atomic_write
     from ..train.data import open_dataset, split_indices
     from .main import check_device, check_output_dir
@@ -62,8 +91,11 @@ def run_eval(args) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{_safe(name)}-{args.split}"
+    training = charge_training(model) if getattr(model, "coulomb", None) is not None else None
     report = {"checkpoint": str(args.checkpoint), "model": name, "split": args.split, "data": str(args.data),
               "spec": model.spec, **metrics}
+    if training and ("charges_mae_e" in metrics or "n_dipoles" in metrics):
+        report["charges_training"] = training
     atomic_write(stem.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2) + "\n"))
     print(f"{name} on {args.split} ({metrics['n_structures']} structures):")
     rows = [("energy MAE", "energy_mae_meV", "meV"), ("energy RMSE", "energy_rmse_meV", "meV"),
@@ -73,10 +105,16 @@ def run_eval(args) -> int:
     for label, key, unit in rows:
         if key in metrics:
             print(f"  {label:22s} {metrics[key]:12.4f} {unit}")
+    _print_charges(metrics, training)
     print(f"metrics: {stem.with_suffix('.json')}")
     if not args.no_plot:
-        png = parity_plot(preds, f"{stem}-parity.png", title=f"{name} — {args.split}")
+        title = f"{name} — {args.split}"
+        png = parity_plot(preds, f"{stem}-parity.png", title=title)
         print(f"parity plot: {png}")
+        for what, plot in (("charges", charge_parity_plot), ("dipole", dipole_parity_plot)):
+            png = plot(preds, f"{stem}-{what}.png", title=title, training=training)
+            if png is not None:  # None: the model or the data has no charges / dipoles
+                print(f"{what} parity plot: {png}")
     return 0
 
 

@@ -10,6 +10,10 @@ separate pass, as tensor memory allocated above what was held before the pass:
   (``cpu_peak_allocated``). Exact and repeatable for tensor memory. Process RSS was tried
   first and rejected: memory the allocator keeps from earlier models is reused without
   showing up, so the same model read 39 MB, then 59 MB, in one process.
+
+Where some model has a Coulomb head and the data reference charges / dipoles, also charge MAE
+(e), charge Pearson r, dipole MAE (e·Å, per component; vector references) and |μ| MAE (e·Å)
+(``CHARGE_COLUMNS``; absent otherwise, so other tables are unchanged).
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ from .metrics import evaluate
 COLUMNS = ["model", "phi", "parameters", "energy_mae_meV", "energy_rmse_meV", "energy_mae_meV_per_atom",
            "forces_mae_meV_per_A", "forces_rmse_meV_per_A", "inference_ms_per_structure", "peak_memory_MB",
            "memory_method", "n_structures", "split", "checkpoint"]
+# Coulomb-head models on data with reference charges / dipoles (charges in e, dipoles in e·Å):
+# in the rows, CSV and markdown only when some model has them
+CHARGE_COLUMNS = ["charges_mae_e", "charges_pearson_r", "dipole_mae_eA", "dipole_norm_mae_eA"]
 
 
 def resolve_checkpoint(ref: str | Path, device: str | torch.device = "cpu"):
@@ -223,6 +230,7 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
             "forces_mae_meV_per_A": metrics.get("forces_mae_meV_per_A"),
             "forces_rmse_meV_per_A": metrics.get("forces_rmse_meV_per_A"),
             **perf, "n_structures": metrics["n_structures"], "split": split, "checkpoint": path,
+            **{k: metrics[k] for k in CHARGE_COLUMNS if k in metrics},
         })
         del model
         gc.collect()
@@ -244,11 +252,20 @@ def _fmt(v, digits: int = 3) -> str:
     return str(v)
 
 
+def _charge_columns(rows: Sequence[dict]) -> list[str]:
+    """The ``CHARGE_COLUMNS`` that at least one row holds."""
+    return [k for k in CHARGE_COLUMNS if any(k in r for r in rows)]
+
+
 def markdown_table(rows: Sequence[dict]) -> str:
     head = ["model", "Φ", "parameters", "energy MAE (meV)", "energy RMSE (meV)", "energy MAE (meV/atom)",
             "force MAE (meV/Å)", "inference (ms/structure)", "peak memory (MB)"]
     keys = ["model", "phi", "parameters", "energy_mae_meV", "energy_rmse_meV", "energy_mae_meV_per_atom",
             "forces_mae_meV_per_A", "inference_ms_per_structure", "peak_memory_MB"]
+    names = {"charges_mae_e": "charge MAE (e)", "charges_pearson_r": "charge r",
+             "dipole_mae_eA": "dipole MAE (e·Å)", "dipole_norm_mae_eA": "\\|μ\\| MAE (e·Å)"}
+    extra = _charge_columns(rows)
+    head, keys = head + [names[k] for k in extra], keys + extra
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
@@ -269,10 +286,11 @@ def write_leaderboard(rows: Sequence[dict], output_dir: str | Path, title: str =
             f"Memory: {', '.join(methods) or 'n/a'}.\n")
     paths["markdown"].write_text(f"# {title}\n\n" + markdown_table(rows) + note)
     with open(paths["csv"], "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        fields = COLUMNS + _charge_columns(rows)
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k) for k in COLUMNS})
+            w.writerow({k: r.get(k) for k in fields})
     paths["json"].write_text(json.dumps(list(rows), indent=2) + "\n")
     leaderboard_chart(rows, paths["png"], title=title)
     return paths
