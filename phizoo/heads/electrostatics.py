@@ -61,11 +61,14 @@ def direct_energy(q: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, num_g
 
 
 def periodic_energy(q: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor, sigma: float,
-                    method: str = "ewald", cutoff: float | None = None) -> torch.Tensor:
+                    method: str = "pme", cutoff: float | None = None) -> torch.Tensor:
     """Energy (eV, float64 scalar) of one 3D-periodic cell: ``q`` [n] e, ``pos`` [n, 3] Å,
     ``cell`` [3, 3] Å (rows = lattice vectors). ``cutoff``: real-space cutoff r_c (default
-    max(8 Å, 6σ)); torch-pme's range separation s = r_c/5, Ewald wavelength s/2 (relative error
-    ~1e-5) or PME mesh spacing s/4 with 4 interpolation nodes."""
+    max(8 Å, 6σ)); torch-pme's range separation s = r_c/5, Ewald wavelength s/2 or PME mesh
+    spacing s/2 with 5 interpolation nodes. Measured against a converged Ewald sum on a 375-atom
+    water box (s = 1.6 Å): relative energy error 4e-11 (Ewald) and 1e-8 (PME; 6e-7 for a sparse
+    cluster in a 30 Å cell), largest force error 1e-10 and 8e-6 of the largest force; PME is then 14x faster than Ewald and O(N log N)
+    (``benchmarks/coulomb_scaling.py``)."""
     import torchpme
 
     from ..nn.graph import build_graph
@@ -85,7 +88,8 @@ def periodic_energy(q: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor, sigm
     if method == "ewald":
         calc = torchpme.EwaldCalculator(potential, lr_wavelength=s / 2.0, full_neighbor_list=True)
     else:
-        calc = torchpme.PMECalculator(potential, mesh_spacing=s / 4.0, full_neighbor_list=True)
+        calc = torchpme.PMECalculator(potential, mesh_spacing=s / 2.0, interpolation_nodes=5,
+                                      full_neighbor_list=True)
     calc = calc.to(device=pos.device, dtype=torch.float64)
     v = calc(charges=q[:, None], cell=cell, positions=pos, neighbor_indices=pairs, neighbor_distances=g.dist)
     bare = (q * v[:, 0]).sum()                    # ½ Σ' q_i q_j / r over all images (e²/Å)
@@ -96,7 +100,7 @@ def periodic_energy(q: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor, sigm
 
 def coulomb_energy(q: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, num_graphs: int,
                    cell: torch.Tensor | None = None, pbc: torch.Tensor | None = None, sigma: float = 1.0,
-                   method: str = "ewald", cutoff: float | None = None) -> torch.Tensor:
+                   method: str = "pme", cutoff: float | None = None) -> torch.Tensor:
     """Coulomb energy [B] eV (float64) of every structure of a batch (module docstring).
 
     cell [B, 3, 3] / pbc [B, 3]: structures with all three directions periodic use

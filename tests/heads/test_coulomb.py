@@ -141,12 +141,12 @@ def test_large_cell_converges_to_direct_sum():
 
 
 def test_pme_agrees_with_ewald():
-    """PME (mesh spacing s/4, 4 nodes): within 1e-5 (energy) and 1e-4 (forces, strain derivative)
+    """PME (mesh spacing s/2, 5 nodes): within 2e-6 (energy; 6e-7 measured) and 1e-4 (forces, strain derivative)
     of Ewald for the cluster in a 30 Å cell."""
     pos0, q = centrosymmetric_cluster()
     q = torch.tensor(q)
     (ee, fe, se), (ep, fp, sp) = (cluster_energy(pos0, q, 30.0, m) for m in ("ewald", "pme"))
-    assert abs(ep - ee) < 1e-5 * abs(ee)
+    assert abs(ep - ee) < 2e-6 * abs(ee)
     assert float((fp - fe).abs().max()) < 1e-4 * float(fe.abs().max())
     assert float((sp - se).abs().max()) < 1e-4 * float(se.abs().max())
 

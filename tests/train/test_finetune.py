@@ -68,7 +68,8 @@ def test_finetune_freeze_backbone_and_reset_head(pretrained, shifted, tmp_path):
     for (k, a), b in zip(pretrained.backbone.state_dict().items(), tuned.backbone.state_dict().values()):
         assert torch.equal(a, b), k
     assert not torch.equal(pretrained.head[0].weight, tuned.head[0].weight)
-    assert metrics["finetune"] == {"freeze_backbone": True, "refit_references": True, "reset_head": True}
+    assert metrics["finetune"] == {"freeze_backbone": True, "refit_references": True, "reset_head": True,
+                                   "charge_spin": False}
     card = phizoo.pretrained.read_card(tmp_path / "best")
     assert card["references"]["fitted_on"] == "train" and "scale" in card["references"]
 
