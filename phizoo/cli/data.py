@@ -156,7 +156,7 @@ def run_xtb_md(args) -> int:
 
     import numpy as np
 
-    from ..data.xtb_md import checkpoint_path, xtb_md
+    from ..generate.xtb_md import checkpoint_path, xtb_md
 
     def _term(signum, frame):  # `kill` (SIGTERM) checkpoints like Ctrl-C
         raise KeyboardInterrupt
