@@ -12,7 +12,7 @@ arrays to two workers, each a run of this file with ``--worker``:
 * ``phizoo``: ``phizoo.build_model("mace", ...)`` in ``.venv``; statistics written into
   ``element_energies``, ``shift``, ``scale`` and ``backbone.avg_num_neighbors``;
 * ``mace``: mace-torch's ``ScaleShiftMACE`` (``RealAgnosticResidualInteractionBlock``, its default)
-  in ``benchmarks/.venvs/mace`` (mace-torch pins e3nn 0.4.4; created by ``peer_bench.ensure_venv``),
+  in ``benchmarks/.venvs/mace`` (mace-torch pins e3nn 0.4.4; created by ``_peer_envs.ensure_venv``),
   ``atomic_energies`` = E0s, ``atomic_inter_shift/scale`` = shift/scale, same avg_num_neighbors.
 
 Both run the same loop, written once below: float32, one thread, Adam (lr), the same seeded batch
@@ -243,7 +243,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     import tempfile
 
-    from peer_bench import ensure_venv
+    from _peer_envs import ensure_venv
 
     forces = args.forces_weight > 0
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,11 +19,14 @@ of the per-round ratios. Peak memory is the CPU tensor memory allocated during o
 what was held before (the torch profiler's allocation events; the meter of
 ``phizoo/eval/leaderboard.py``). Results: ``benchmarks/results/peer_<name>.json``, and the
 summary ``benchmarks/RESULTS.md`` with ``benchmarks/results/peers_*.png``.
+
+Code: this script (the peers' hyperparameters, the workers, the measurement), ``_peer_envs.py``
+(paths, peer environments), ``_peer_structures.py`` (structures, neighbour list),
+``_peer_report.py`` (``RESULTS.md`` and the plots), ``_peer_worker.py`` (the worker process).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -36,32 +39,15 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-RESULTS = HERE / "results"
-VENVS = HERE / ".venvs"
+from _peer_envs import HERE, MALLOC_ENV, REPO, RESULTS, ensure_venv
+from _peer_report import load_results, plot, plot_absolute, write_report
+from _peer_structures import CUTOFF, make_batch, molecules, neighbour_list
+
 WORKER = HERE / "_peer_worker.py"
 MARK = "@@phizoo-bench@@"
-TORCH_PIN = "torch==2.13.0"  # the CPU wheel on this machine's disk; an unpinned torch pulls a CUDA build
-# same values as phizoo.eval.leaderboard.steady_allocator (mmap above 32 MiB, keep 512 MiB of free heap),
-# given to both workers through glibc's environment variables
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(512 << 20)}
-CUTOFF = 5.0
 ELEMENTS = [1, 6, 7, 8]
 
 # ------------------------------------------------------------------------------------ peers
-
-VENV_RECIPES = {
-    # mace-torch pins e3nn 0.4.4 (phizoo needs e3nn >= 0.5): its own environment
-    "mace": [["install", TORCH_PIN], ["install", "-c", "{constraints}", "mace-torch==0.3.16"]],
-    # schnetpack 2.1.1 pins sympy <= 1.12, torch 2.13 needs sympy >= 1.13: schnetpack without its
-    # declared dependencies, then the ones the model code imports (tensorboard, pre-commit and black,
-    # needed by its training CLI and development tools only, are left out)
-    "schnetpack": [["install", TORCH_PIN], ["install", "--no-deps", "schnetpack==2.1.1"],
-                   ["install", "-c", "{constraints}", "numpy", "ase", "h5py", "pyyaml", "hydra-core",
-                    "pytorch-lightning", "torchmetrics", "hydra-colorlog", "rich", "fasteners", "dirsync",
-                    "torch-ema", "matscipy", "tqdm"]],
-}
 
 PEERS = {
     "painn": {
@@ -93,120 +79,6 @@ PEERS = {
                  "elements": ELEMENTS},
     },
 }
-
-# ------------------------------------------------------------------------------------ structures
-
-ALA3_SMILES = "CC(=O)NC(C)C(=O)NC(C)C(=O)NC(C)C(=O)NC"  # Ac-Ala3-NHMe (MD22), 42 atoms with H
-RESIDUES = {"A": "N[C@@H](C)C(=O)", "G": "NCC(=O)", "S": "N[C@@H](CO)C(=O)"}
-PEPTIDE_SEQ = "AASAGAASAGA"  # Ac-AASAGAASAGA-NHMe: 118 atoms, the size of MD22's AT-AT-CG-CG
-
-
-def rdkit_molecule(smiles: str, seed: int = 0xF00D):
-    """Atomic numbers and an MMFF94-relaxed conformer (ETKDG embedding, fixed seed)."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if AllChem.EmbedMolecule(mol, params) != 0:
-        raise RuntimeError(f"rdkit could not embed {smiles}")
-    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
-    return np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), mol.GetConformer().GetPositions()
-
-
-def nanotube_dw():
-    """Double-walled carbon nanotube (6,0)@(15,0), 4 unit cells (17 Å), ends capped with H: 378 atoms
-    (MD22's double-walled nanotube has 370). Interlayer spacing 3.5 Å."""
-    from ase.build import nanotube
-
-    inner, outer = nanotube(6, 0, length=4), nanotube(15, 0, length=4)
-    pos = np.concatenate([inner.positions, outer.positions])
-    z = np.concatenate([inner.numbers, outer.numbers])
-    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
-    bonded = ((d < 1.7) & (d > 0)).sum(1)
-    zc = pos[:, 2].mean()
-    caps = [pos[i] + 1.09 * np.sign(pos[i, 2] - zc) * np.array([0.0, 0.0, 1.0]) for i in np.flatnonzero(bonded < 3)]
-    return np.concatenate([z, np.ones(len(caps), dtype=z.dtype)]), np.concatenate([pos, np.array(caps)])
-
-
-def molecules() -> dict[str, tuple[str, np.ndarray, np.ndarray]]:
-    pep = "CC(=O)" + "".join(RESIDUES[c] for c in PEPTIDE_SEQ) + "NC"
-    out = {}
-    for key, label, (z, pos) in (("ala3", "Ac-Ala3-NHMe", rdkit_molecule(ALA3_SMILES)),
-                                 ("peptide", f"Ac-{PEPTIDE_SEQ}-NHMe", rdkit_molecule(pep)),
-                                 ("dwnt", "DW nanotube (6,0)@(15,0)", nanotube_dw())):
-        out[key] = (label, np.asarray(z, dtype=np.int64), pos - pos.mean(0))
-    return out
-
-
-def rotation(rng: np.random.Generator) -> np.ndarray:
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def make_batch(z: np.ndarray, pos: np.ndarray, copies: int, seed: int = 0):
-    """``copies`` structures: the molecule itself, then randomly rotated copies with 0.02 Å noise."""
-    rng = np.random.default_rng(seed)
-    zs, ps = [z], [pos]
-    for _ in range(copies - 1):
-        ps.append(pos @ rotation(rng).T + rng.normal(scale=0.02, size=pos.shape))
-        zs.append(z)
-    batch = np.repeat(np.arange(copies), len(z))
-    return np.concatenate(zs), np.concatenate(ps), batch
-
-
-def neighbour_list(pos: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    """phizoo's neighbour list ([2, E], source j, target i, sorted), given to peers that take one."""
-    import torch
-
-    from phizoo.nn.graph import radius_graph
-
-    return radius_graph(torch.tensor(pos, dtype=torch.float32), CUTOFF, torch.tensor(batch)).numpy()
-
-
-# ------------------------------------------------------------------------------------ environments
-
-def venv_python(name: str | None) -> Path:
-    return Path(sys.executable) if name is None else VENVS / name / "bin" / "python"
-
-
-def _torch_version(python: Path) -> str:
-    out = subprocess.run([str(python), "-c", "import torch; print(torch.__version__)"], capture_output=True,
-                         text=True)
-    return out.stdout.strip() if out.returncode == 0 else f"error: {out.stderr[-500:]}"
-
-
-def ensure_venv(name: str | None, log=print) -> Path:
-    """The python of the peer's environment; created (``benchmarks/.venvs/<name>``) if missing."""
-    python = venv_python(name)
-    if name is None:
-        return python
-    recipe = VENV_RECIPES[name]
-    stamp = VENVS / name / ".phizoo-bench"
-    digest = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
-    if python.exists() and stamp.exists() and stamp.read_text().strip() == digest:
-        return python
-    log(f"creating {VENVS / name} (a few minutes, once) ...")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENVS / name)], check=True)
-    want = _torch_version(Path(sys.executable))
-    with tempfile.TemporaryDirectory() as tmp:
-        constraints = Path(tmp) / "constraints.txt"
-        constraints.write_text(TORCH_PIN + "\n")  # nothing may upgrade torch
-        for step in recipe:
-            cmd = [str(python), "-m", "pip", "install", "-q"] + [a.format(constraints=constraints) for a in step[1:]]
-            log("  " + " ".join(cmd[2:]))
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise RuntimeError(f"pip failed in {VENVS / name}:\n{res.stderr[-3000:]}")
-    got = _torch_version(python)
-    if got != want:
-        raise RuntimeError(f"{VENVS / name} has torch {got}, phizoo's environment {want}: refusing to compare")
-    stamp.write_text(digest + "\n")
-    return python
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -380,169 +252,6 @@ def run_peer(name: str, args, mols, log=print) -> dict:
     result["machine"]["load_avg_end"] = list(os.getloadavg())
     result["elapsed_s"] = time.time() - t_start
     return result
-
-
-# ------------------------------------------------------------------------------------ report
-
-TASK_LABEL = {"ef": "energy + forces", "train": "training step"}
-
-
-def _fmt_t(s: float) -> str:
-    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
-
-
-def write_report(results: list[dict], tag: str = "", img_dir: str = "results/") -> str:
-    lines = ["# phizoo vs peers", "",
-             "Generated by `python benchmarks/peer_bench.py` (do not edit by hand). Ratio = median phizoo time /",
-             "median peer time (< 1: phizoo faster; the goal is ≤ 0.67, i.e. 1.5× faster); in brackets the",
-             "interquartile range of the per-round ratios (each round times both once, alternating who goes",
-             "first). Memory = peak CPU tensor memory of one call above what was held before (torch profiler",
-             "allocation events, `phizoo.eval.leaderboard.cpu_peak_allocated`). float32, random weights.", ""]
-    if not results:
-        return "\n".join(lines + ["No results yet."]) + "\n"
-    m = results[0]["machine"]
-    lines += [f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs shared with other work (load average at start "
-              + ", ".join(f"{r['peer']}: {r['machine']['load_avg_start'][0]:.1f}" for r in results)
-              + f"), torch {m['torch']}, Python {m['python']}. Threads: "
-              + ", ".join(sorted({str(r['threads']) for r in results})) + " (`torch.set_num_threads`, both sides). "
-              f"glibc malloc thresholds fixed for both sides ({', '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())})."
-              + ("" if not all("elapsed_s" in r for r in results) else " Run time: " + ", ".join(
-                  f"{r['peer']} {r['elapsed_s'] / 60:.1f} min" for r in results) + "."),
-              ""]
-    lines += ["Structures: Ac-Ala3-NHMe (42 atoms, rdkit ETKDG + MMFF94 from the MD22 SMILES), "
-              f"Ac-{PEPTIDE_SEQ}-NHMe (118 atoms, same recipe), a double-walled carbon nanotube (6,0)@(15,0) "
-              "with H-capped ends (378 atoms, `ase.build.nanotube`). A batch of 16 = the molecule and 15 randomly "
-              "rotated copies with 0.02 Å noise. Neighbour list: all pairs within 5 Å. phizoo builds its own "
-              "inside the model call (torch_cluster; its cost is included in phizoo's times and listed below); "
-              "schnetpack and mace-torch get the same list precomputed (their data pipelines build it outside the "
-              "model); PyG's ViSNet builds its own inside the call with `torch_cluster.radius_graph`.", ""]
-    cols = sorted({(c["atoms"], c["batch"], c["molecule"]) for r in results for c in r["cases"] if c["task"] == "ef"})
-    for task in ("ef", "train"):
-        lines += [f"## Summary: time ratio phizoo / peer, {TASK_LABEL[task]}", "",
-                  "| model | peer | " + " | ".join(f"{m} ({a}) ×{b}" for a, b, m in cols) + " |",
-                  "|---|---|" + "---:|" * len(cols)]
-        for r in results:
-            by = {(c["atoms"], c["batch"]): c for c in r["cases"] if c["task"] == task}
-            cells = []
-            for a, b, _ in cols:
-                c = by.get((a, b))
-                cells.append("–" if c is None else "skipped" if "skipped" in c else f"{c['ratio']:.2f}")
-            lines.append(f"| {r['title']} | {r['peer_label']} | " + " | ".join(cells) + " |")
-        lines.append("")
-    for r in results:
-        pz, pp = r["phizoo"]["params"], r["peer_info"]["params"]
-        lines += [f"## {r['title']}: phizoo vs {r['peer_label']}", "",
-                  f"Hyperparameters (both): {r['hyper']}. Parameters: phizoo {pz:,}, {r['peer_label']} {pp:,} "
-                  f"({100 * (pz / pp - 1):+.1f} %). Versions: {r['phizoo']['version']}; {r['peer_info']['version']}."
-                  + (" Quick run." if r.get("quick") else ""), ""]
-        if r["title"] == "ViSNet":
-            lines += ["PyG's ViSNet always differentiates with `create_graph=True` (also in inference); phizoo "
-                      "does so only for training. The training-step rows compare like with like.", ""]
-        lines += ["| structure | atoms × batch | edges | task | phizoo | peer | ratio [IQR] | phizoo neighbour list "
-                  "| memory phizoo / peer (MB) | memory ratio | n |",
-                  "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for c in r["cases"]:
-            if "skipped" in c:
-                lines.append(f"| {c['molecule']} | {c['atoms']} × {c['batch']} | {c['edges']:,} | {TASK_LABEL[c['task']]} "
-                             f"| skipped: {c['skipped']} | | | | | | |")
-                continue
-            nl = c.get("neighbour_list_s")
-            lines.append(
-                f"| {c['molecule']} | {c['atoms']} × {c['batch']} | {c['edges']:,} | {TASK_LABEL[c['task']]} | "
-                f"{_fmt_t(c['phizoo_median_s'])} | {_fmt_t(c['peer_median_s'])} | **{c['ratio']:.2f}** "
-                f"[{c['round_ratio_q1']:.2f}–{c['round_ratio_q3']:.2f}] | {_fmt_t(nl) if nl else '–'} | "
-                f"{c['phizoo_peak_mb']:.1f} / {c['peer_peak_mb']:.1f} | {c['memory_ratio']:.2f} | {c['repeats']} |")
-        ck_z, ck_p = r["phizoo"]["check"], r["peer_info"]["check"]
-        lines += ["", "Sanity check on Ac-Ala3-NHMe (both sides): finite "
-                  f"{ck_z['finite']} / {ck_p['finite']}; rotation: energy error {ck_z['rotation_energy_err']:.1e} / "
-                  f"{ck_p['rotation_energy_err']:.1e} eV, force error {ck_z['rotation_force_err']:.1e} / "
-                  f"{ck_p['rotation_force_err']:.1e} (relative); permutation: {ck_z['permutation_energy_err']:.1e} / "
-                  f"{ck_p['permutation_energy_err']:.1e} eV.", ""]
-    lines += ["## Plots", "", "Time ratio phizoo / peer per case (bars: median; whiskers: interquartile range of the "
-              "per-round ratios; blue energy + forces, orange training step):", "",
-              f"![time ratios]({img_dir}peers_time{tag}.png)", "",
-              "Absolute times:", "", f"![absolute times]({img_dir}peers_absolute{tag}.png)", "",
-              "Peak tensor memory ratio phizoo / peer:", "", f"![memory]({img_dir}peers_memory{tag}.png)", ""]
-    return "\n".join(lines) + "\n"
-
-
-def plot(results: list[dict], tag: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(results)
-    for what, fname in (("time", f"peers_time{tag}.png"), ("memory", f"peers_memory{tag}.png")):
-        fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.2), squeeze=False, sharey=True)
-        for ax, r in zip(axes[0], results):
-            labels, vals, lo, hi, colors = [], [], [], [], []
-            for c in r["cases"]:
-                if "skipped" in c:
-                    continue
-                labels.append(f"{c['atoms']}×{c['batch']}\n{'E+F' if c['task'] == 'ef' else 'train'}")
-                if what == "time":
-                    vals.append(c["ratio"])
-                    lo.append(max(c["ratio"] - c["round_ratio_q1"], 0))
-                    hi.append(max(c["round_ratio_q3"] - c["ratio"], 0))
-                else:
-                    vals.append(c["memory_ratio"])
-                    lo.append(0)
-                    hi.append(0)
-                colors.append("C0" if c["task"] == "ef" else "C1")
-            x = np.arange(len(vals))
-            ax.bar(x, vals, color=colors, yerr=[lo, hi] if what == "time" else None, capsize=3)
-            ax.axhline(1.0, color="k", lw=0.8)
-            if what == "time":
-                ax.axhline(0.67, color="C3", lw=0.8, ls="--", label="1.5× faster")
-                ax.legend(fontsize=8, loc="upper left")
-            ax.set_yscale("log")
-            ax.set_xticks(x, labels, fontsize=7)
-            ax.set_title(f"{r['title']}: phizoo / {r['peer_label']}", fontsize=9)
-            ax.grid(True, axis="y", which="both", alpha=0.3)
-        axes[0][0].set_ylabel("time ratio phizoo / peer (median)" if what == "time"
-                              else "peak tensor memory ratio phizoo / peer")
-        fig.tight_layout()
-        fig.savefig(RESULTS / fname, dpi=110)
-        plt.close(fig)
-
-
-def plot_absolute(results: list[dict], tag: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.2), squeeze=False)
-    for ax, r in zip(axes[0], results):
-        for task, marker in (("ef", "o"), ("train", "s")):
-            rows = sorted((c for c in r["cases"] if c["task"] == task and "skipped" not in c),
-                          key=lambda c: c["atoms"] * c["batch"])
-            if not rows:
-                continue
-            x = [c["atoms"] * c["batch"] for c in rows]
-            ax.loglog(x, [c["phizoo_median_s"] for c in rows], "-" + marker, color="C0",
-                      label=f"phizoo, {TASK_LABEL[task]}")
-            ax.loglog(x, [c["peer_median_s"] for c in rows], "--" + marker, color="C3",
-                      label=f"{r['peer_label']}, {TASK_LABEL[task]}")
-        ax.set_xlabel("atoms in the call (atoms × batch)")
-        ax.set_title(f"{r['title']}", fontsize=9)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("time per call, median (s)")
-    fig.tight_layout()
-    fig.savefig(RESULTS / f"peers_absolute{tag}.png", dpi=110)
-    plt.close(fig)
-
-
-def load_results(names, tag: str = "") -> list[dict]:
-    out = []
-    for name in names:
-        p = RESULTS / f"peer_{name}{tag}.json"
-        if p.exists():
-            out.append(json.loads(p.read_text()))
-    return out
 
 
 def main(argv=None) -> int:

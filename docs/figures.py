@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # tests.molecules: the contact scan of the shared
 
 import phizoo  # noqa: E402
 from phizoo.nn.graph import build_graph  # noqa: E402
-from phizoo.phi.laplacian import edge_weights  # noqa: E402
+from phizoo.heads.phi.laplacian import edge_weights  # noqa: E402
 from tests.molecules import approaching_pair  # noqa: E402
 
 OUT = ROOT / "docs" / "figures"

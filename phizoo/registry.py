@@ -88,7 +88,7 @@ def resolve_phi_options(defaults: dict, preset: dict, options: dict) -> dict:
     """Φ options: the formulation's defaults from the model config, then the preset's values for
     the keys that formulation has (a preset may set ``k`` for the paper formulation only), then
     the caller's ``options`` (checked strictly when the head is built)."""
-    from .phi.module import phi_option_names
+    from .heads.phi.module import phi_option_names
 
     formulation = options.get("formulation", preset.get("formulation", defaults.get("formulation", "continuous")))
     known = phi_option_names(formulation)
@@ -101,7 +101,7 @@ def resolve_phi_options(defaults: dict, preset: dict, options: dict) -> dict:
 def build_from_spec(spec: dict[str, Any]):
     """Rebuild a ``Potential`` (fresh weights) from the spec stored with a checkpoint."""
     from .models.potential import Potential
-    from .phi.module import build_phi
+    from .heads.phi.module import build_phi
 
     backbone = backbone_class(spec["model"])(**spec["backbone"])
     phi = None

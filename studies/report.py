@@ -358,7 +358,7 @@ def markdown(summary, charges, nves, boards, plots, hardware) -> str:
 
 def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int = 2, nve_steps: int = NVE_STEPS,
            output: Path | None = None) -> Path:
-    from phizoo.train.trainer import hardware
+    from phizoo.train.outputs import hardware
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = collect_runs()

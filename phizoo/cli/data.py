@@ -156,7 +156,7 @@ def run_xtb_md(args) -> int:
 
     import numpy as np
 
-    from ..data.xtb_md import checkpoint_path, xtb_md
+    from ..generate.xtb_md import checkpoint_path, xtb_md
 
     def _term(signum, frame):  # `kill` (SIGTERM) checkpoints like Ctrl-C
         raise KeyboardInterrupt
@@ -194,7 +194,7 @@ def run_xtb_md(args) -> int:
 
 
 def run_info(args) -> int:
-    from ..data.store import read_metadata
+    from ..data.store_reader import read_metadata
 
     meta = read_metadata(args.path)
     if args.json:
@@ -230,7 +230,7 @@ def describe(path, meta: dict | None = None) -> str:
 
     from ase.data import chemical_symbols
 
-    from ..data.store import read_metadata
+    from ..data.store_reader import read_metadata
 
     meta = meta or read_metadata(path)
     st = meta.get("statistics", {})

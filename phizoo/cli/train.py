@@ -71,7 +71,7 @@ def _deep_update(a: dict, b: dict) -> None:
 
 def _check_output(out: Path, resume: bool, device: str) -> None:
     """Before any work: the device exists, ``out`` is writable and holds no other run."""
-    from ..train.trainer import STATE_FILE
+    from ..train.state import STATE_FILE
     from .main import check_device, check_output_dir
 
     check_device(device)

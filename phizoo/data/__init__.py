@@ -17,7 +17,8 @@ from typing import Sequence
 
 from .errors import DataError, DataFileNotFoundError
 from .store import (SCHEMA, SCHEMA_VERSION, UNITS, DatabaseNotFoundError, IncompleteDatabaseError,
-                    SchemaVersionError, read_metadata)
+                    SchemaVersionError)
+from .store_reader import read_metadata
 
 
 def __getattr__(name):  # keep `import phizoo.data` free of torch until a dataset is needed

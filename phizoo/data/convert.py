@@ -2,7 +2,7 @@
 
 A converter is a :class:`Source`: it knows its files, how many structures it has, how to build
 structure ``i`` (in eV, Å, e; energies float64) and how to split ``n`` structures. ``convert``
-hashes the source files, writes every structure through :class:`~phizoo.data.store.StoreWriter`
+hashes the source files, writes every structure through :class:`~phizoo.data.store_writer.StoreWriter`
 (validated, atomic, resumable), computes the splits, fits the per-element reference energies on
 the training split only, gathers statistics and stores all of it as metadata.
 """
@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import DataError
 from ..validate import SHORT_BOND
-from .store import UNITS, StoreWriter
+from .store import UNITS
+from .store_writer import StoreWriter
 
 _HASH_CACHE: dict[tuple, str] = {}
 

@@ -16,7 +16,8 @@ import torch
 
 from . import codec
 from .errors import DataError
-from .store import (INDEX_KEY, SPLIT_PREFIX, _get, close_env, decode_record, open_env, read_header, record_key)
+from .store import INDEX_KEY, SPLIT_PREFIX, record_key
+from .store_reader import _get, close_env, decode_record, open_env, read_header
 
 
 class LmdbDataset(torch.utils.data.Dataset):

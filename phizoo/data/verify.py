@@ -19,8 +19,8 @@ import numpy as np
 
 from . import codec
 from .errors import DataError
-from .store import (INDEX_KEY, SPLIT_PREFIX, _get, close_env, decode_record, open_env, read_header, record_key,
-                    validate_arrays)
+from .store import INDEX_KEY, SPLIT_PREFIX, record_key, validate_arrays
+from .store_reader import _get, close_env, decode_record, open_env, read_header
 
 MAX_REPORTED = 10
 

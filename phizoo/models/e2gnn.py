@@ -24,7 +24,7 @@ Virtual node (``virtual_node=``):
   component (``μ(L + μ)⁻¹ → `` projector onto ``L``'s null space), i.e. the paper's one node per
   molecule; for ``μ_v > 0`` it is a smooth function of the positions, so the energy stays C¹
   when fragments meet or part, and block-diagonal, so far-apart fragments add (size consistent).
-  Screening length ≈ √(deg/μ_v) graph hops. Solves as in the Φ-Module (``phizoo.phi.poisson``).
+  Screening length ≈ √(deg/μ_v) graph hops. Solves as in the Φ-Module (``phizoo.heads.phi.poisson``).
 * ``"component"``: one node per connected component (size consistent, but the energy jumps
   when two components merge: kept for the checkpoints trained with it).
 * ``"molecule"``: one node per molecule (the paper's code; not size consistent). ``"none"``.
@@ -40,7 +40,7 @@ from torch_geometric.utils import scatter
 from ..nn.graph import Graph
 from ..nn.mlp import mlp, smooth_norm
 from ..nn.radial import polynomial_envelope
-from ..phi.poisson import ScreenedLaplacian, screened_solve
+from ..heads.phi.poisson import ScreenedLaplacian, screened_solve
 from ..registry import register_model
 from .backbone import Backbone, BackboneOutput
 from .potential import MAX_Z

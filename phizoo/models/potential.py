@@ -54,7 +54,7 @@ class Potential(nn.Module):
 
     Args:
         backbone: a ``Backbone``.
-        phi: a Φ head (``phizoo.phi.module.build_phi``) or ``None``.
+        phi: a Φ head (``phizoo.heads.phi.module.build_phi``) or ``None``.
         spec: how to rebuild this model (registry name and hyperparameters); saved with weights.
     """
 

@@ -1,6 +1,7 @@
 """Training, fine-tuning and the pieces they are made of.
 
-``Trainer`` (trainer.py), ``finetune.finetune`` (also ``phizoo.finetune``), ``train_from_config`` (below),
+``Trainer`` (trainer.py: the loop; schedule.py, state.py, outputs.py: its optimiser schedule, resumable
+state and what it writes), ``finetune.finetune`` (also ``phizoo.finetune``), ``train_from_config`` (below),
 configuration (config.py), losses, EMA, element references, DDP helpers and data adapters.
 """
 from __future__ import annotations
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import load_config, make_config  # noqa: F401
-from .trainer import Trainer, TrainingInterrupted, load_trainer_state  # noqa: F401
+from .state import load_trainer_state  # noqa: F401
+from .trainer import Trainer, TrainingInterrupted  # noqa: F401
 
 
 def build_from_config(cfg: dict[str, Any]):

@@ -6,7 +6,7 @@ boolean, ``batch_size: 2.7`` is not an integer). Two open mappings are checked a
 they configure, not a hard-coded list, so they stay right when that code changes:
 
 * ``model.phi_options``: the keyword arguments of the Φ head's constructor
-  (``phizoo.phi.module.phi_option_names(formulation)``, i.e. ``inspect.signature``);
+  (``phizoo.heads.phi.module.phi_option_names(formulation)``, i.e. ``inspect.signature``);
 * ``model.overrides``: the keyword arguments of the backbone's constructor and of
   ``Potential`` (``head_hidden``, ``neighbor_backend``, ...).
 
@@ -156,7 +156,7 @@ def _check_model(model: dict[str, Any]) -> None:
 def phi_parameters(options: dict[str, Any], default: str = "continuous") -> dict[str, Any]:
     """Name -> default of the options of the Φ formulation that ``options`` selects (its
     ``formulation``, else ``default``): the constructor's signature."""
-    from ..phi import module
+    from ..heads.phi import module
 
     formulation = options.get("formulation", default)
     if formulation not in module.FORMULATIONS:

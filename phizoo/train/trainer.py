@@ -18,22 +18,20 @@
 * Distributed: under ``torchrun`` every rank takes ``batch_size / world_size`` molecules of
   each global batch (``DistributedSampler`` order); losses are normalised by global counts so
   gradients equal the single-process global-batch gradients. Rank 0 logs and writes.
+
+The pieces next to this module: ``schedule.py`` (AdamW groups, warm-up + cosine),
+``state.py`` (the resumable trainer state, RNG states), ``outputs.py`` (validation metrics,
+checkpoints and their cards, ``metrics.csv``, TensorBoard).
 """
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import math
-import os
-import platform
-import random
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import yaml
 
@@ -41,13 +39,13 @@ from ..io import atomic_write
 from ..pretrained import save_checkpoint
 from . import distributed as D
 from .config import make_config
-from .data import chunk, describe_dataset, indices_digest, loader
+from .data import chunk, describe_dataset, loader
 from .ema import EMA
 from .losses import compute_loss, finalize_errors
+from .outputs import TrainerOutputs, _metrics_for_card, _sums_for, _tensorboard
 from .references import apply_references
-
-STATE_FORMAT = "phizoo-trainer-state/1"
-STATE_FILE = "trainer_state.pt"
+from .schedule import WarmupCosine, param_groups
+from .state import STATE_FILE, TrainerState, load_trainer_state, seed_everything
 
 
 class TrainingInterrupted(RuntimeError):
@@ -59,135 +57,7 @@ class TrainingDiverged(RuntimeError):
     checkpoints and trainer state of the last good epoch are kept (nothing non-finite is written)."""
 
 
-# ------------------------------------------------------------------ schedule
-
-class WarmupCosine:
-    """lr(step) = lr0 · (step+1)/warmup during warm-up, then cosine from lr0 to lr0·min_ratio."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float):
-        self.optimizer = optimizer
-        self.total_steps = max(int(total_steps), 1)
-        self.warmup_steps = max(int(warmup_steps), 0)
-        self.min_ratio = float(min_ratio)
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.step_count = 0
-        self._apply()
-
-    def factor(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min(max(step - self.warmup_steps, 0) / span, 1.0)
-        return self.min_ratio + (1.0 - self.min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def _apply(self) -> None:
-        f = self.factor(self.step_count)
-        for g, lr in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = lr * f
-
-    def step(self) -> None:
-        self.step_count += 1
-        self._apply()
-
-    @property
-    def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
-
-    def state_dict(self) -> dict:
-        return {"step_count": self.step_count, "base_lrs": list(self.base_lrs), "total_steps": self.total_steps,
-                "warmup_steps": self.warmup_steps, "min_ratio": self.min_ratio}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step_count = int(state["step_count"])
-        self.base_lrs = [float(x) for x in state["base_lrs"]]
-        self.total_steps, self.warmup_steps = int(state["total_steps"]), int(state["warmup_steps"])
-        self.min_ratio = float(state["min_ratio"])
-        self._apply()
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
-
-
-# ------------------------------------------------------------------ RNG and files
-
-def rng_state() -> dict:
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": list(random.getstate()[1]),
-        "python_version": random.getstate()[0],
-        "python_gauss": random.getstate()[2],
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": int(np_state["state"]["pos"]),
-                  "has_gauss": int(np_state["has_gauss"]), "gauss": float(np_state["gauss"])},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
-                                                               "pos": n["pos"]},
-                         "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def load_trainer_state(path: str | Path) -> dict:
-    """Read a trainer state (plain tensors and containers only: ``weights_only=True``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != STATE_FORMAT:
-        raise RuntimeError(f"{path}: not a phizoo trainer state (format {state.get('format')!r})")
-    return state
-
-
-def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                            "torch_threads": torch.get_num_threads()}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        info["cpu"] = platform.processor()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
-def _tensorboard(logdir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard not installed
-        return None
-    return SummaryWriter(str(logdir))
-
-
-# ------------------------------------------------------------------ trainer
-
-class Trainer:
+class Trainer(TrainerState, TrainerOutputs):
     """Train a ``Potential`` on ``dataset`` with the given splits.
 
     Args:
@@ -290,52 +160,6 @@ class Trainer:
         sampler.set_epoch(epoch)
         return chunk(list(sampler), self.local_batch)
 
-    # ---------------------------------------------------------- state
-    def state_dict(self) -> dict:
-        return {
-            "format": STATE_FORMAT,
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
-            "ema": self.ema.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "rng": rng_state(),
-            "best": dict(self.best),
-            "history": list(self.history),
-            "accum": dict(self._accum),
-            "elapsed": self.elapsed,
-            "references": self.references_info,
-            "config": self.cfg,
-            "world_size": self.dist.world_size,
-            "splits_sha256": {k: indices_digest(v) for k, v in self.splits.items()},
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        digests = {k: indices_digest(v) for k, v in self.splits.items()}
-        if state["splits_sha256"] != digests:
-            raise RuntimeError("the trainer state was written for different splits; refusing to resume")
-        if state["config"] != self.cfg:
-            changed = sorted(k for k in self.cfg if state["config"].get(k) != self.cfg[k])
-            warnings.warn(f"resuming with a changed config (keys: {', '.join(changed)}); the run will not "
-                          "reproduce an uninterrupted one", stacklevel=2)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.epoch, self.batch_in_epoch, self.step = int(state["epoch"]), int(state["batch_in_epoch"]), int(state["step"])
-        self.best = dict(state["best"])
-        self.history = list(state["history"])
-        self._accum = dict(state["accum"])
-        self.elapsed = float(state["elapsed"])
-        self.references_info = state.get("references", {})
-        set_rng_state(state["rng"])
-
-    def save_state(self) -> None:
-        if self.output_dir is None or not self.is_main:
-            return
-        state = self.state_dict()
-        atomic_write(self.output_dir / STATE_FILE, lambda tmp: torch.save(state, tmp))
-
     def _probe_unused_parameters(self) -> bool:
         """One forward/backward on a training batch (no update): does any trainable parameter
         get no gradient on any rank? DDP must then be told (``find_unused_parameters``)."""
@@ -408,61 +232,6 @@ class Trainer:
                     f"good step saved are kept" if best.exists() else "no checkpoint was written yet")
         raise TrainingDiverged(f"training diverged: {what}; {kept}. Lower optimizer.lr (--lr), keep "
                                "optimizer.grad_clip > 0, or check the data for outliers")
-
-    def validate(self, split: str = "val", model=None) -> dict[str, float]:
-        """Metrics (eV units) of the EMA model (or ``model``) on ``split``, all ranks combined."""
-        from ..eval.metrics import error_sums, has_forces
-
-        m = model if model is not None else self.ema.module
-        idx = self.splits[split]
-        sums = error_sums(m, self.dataset, idx, int(self.cfg["val_batch_size"]), self.device,
-                          forces=has_forces(self.dataset, idx), info=self.dist)
-        metrics = finalize_errors(sums)
-        w = self._weights()
-        e_key = "energy_rmse_per_atom" if w.get("per_atom_energy", True) else "energy_rmse"
-        ea_key = "energy_mae_per_atom" if w.get("per_atom_energy", True) else "energy_mae"
-        sq = w.get("type", "mse") == "mse"
-        loss = w["energy"] * (metrics[e_key] ** 2 if sq else metrics[ea_key])
-        if "forces_mae" in metrics and w.get("forces"):
-            loss += w["forces"] * (metrics["forces_rmse"] ** 2 if sq else metrics["forces_mae"])
-        if "pde_residual" in metrics:
-            loss += w.get("pde", 0.0) * metrics["pde_residual"] + w.get("charge", 0.0) * metrics["charge_error_mae"]
-        metrics["loss"] = loss
-        return metrics
-
-    # ---------------------------------------------------------- checkpoints
-    def card(self, metrics: dict | None = None) -> dict[str, Any]:
-        split_names = self.cfg["data"]
-        return {
-            "dataset": self.dataset_info,
-            "split": {k: {"name": split_names.get(k, k), "size": len(v), "sha256": indices_digest(v)}
-                      for k, v in self.splits.items()},
-            "hyperparameters": self.cfg,
-            "references": {"fitted_on": "train" if self.cfg["references"]["fit"] else "not refitted",
-                           **{k: v for k, v in self.references_info.items() if k != "element_energies"}},
-            "training": {"time_s": round(self.elapsed, 3), "epochs_completed": self.epoch, "steps": self.step,
-                         "best_epoch": self.best["epoch"], "monitor": self.cfg["monitor"],
-                         "selection": "best validation epoch (EMA weights); test never used for selection",
-                         "world_size": self.dist.world_size, "device": str(self.device), "hardware": hardware()},
-            "metrics": metrics or {},
-        }
-
-    def _save_model(self, name: str, metrics: dict) -> None:
-        if self.output_dir is None or not self.is_main:
-            return
-        save_checkpoint(self.ema.module, self.output_dir / name, **self.card(metrics))
-
-    def _write_metrics(self) -> None:
-        if self.output_dir is None or not self.is_main or not self.history:
-            return
-        keys: list[str] = []
-        for row in self.history:
-            keys += [k for k in row if k not in keys]
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=keys)
-        w.writeheader()
-        w.writerows(self.history)
-        atomic_write(self.output_dir / "metrics.csv", lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
     # ---------------------------------------------------------- main loop
     def fit(self, resume: bool | str | Path = False) -> dict[str, Any]:
@@ -629,19 +398,3 @@ class Trainer:
                 metrics = {"val": _metrics_for_card(best_row or {}), "test": test}
                 save_checkpoint(best_model, self.output_dir / "best", **self.card(metrics))
         return summary
-
-
-def _sums_for(trainer: Trainer, model, split: str) -> dict[str, float]:
-    from ..eval.metrics import error_sums, has_forces
-
-    idx = trainer.splits[split]
-    return error_sums(model, trainer.dataset, idx, int(trainer.cfg["val_batch_size"]), trainer.device,
-                      forces=has_forces(trainer.dataset, idx), info=trainer.dist)
-
-
-def _metrics_for_card(row: dict) -> dict[str, float]:
-    from ..eval.metrics import to_mev
-
-    out = to_mev({k[4:]: v for k, v in row.items() if k.startswith("val_")})
-    out["epoch"] = row.get("epoch")
-    return out

@@ -5,7 +5,7 @@ import pytest
 from phizoo.data import DataError, IncompleteDatabaseError, LmdbDataset, convert_md22
 from phizoo.data.convert import convert
 from phizoo.data.md22 import MD22Source
-from phizoo.data.store import StoreWriter
+from phizoo.data.store_writer import StoreWriter
 
 from . import native
 

@@ -6,7 +6,8 @@ import pytest
 import safetensors.numpy
 
 from phizoo.data import DataError, LmdbDataset, codec
-from phizoo.data.store import FIELDS, StoreWriter, validate_arrays
+from phizoo.data.store import FIELDS, validate_arrays
+from phizoo.data.store_writer import StoreWriter
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "phizoo" / "data"
 

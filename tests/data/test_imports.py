@@ -18,7 +18,7 @@ from phizoo.data import LmdbDataset, convert_md22
 p = convert_md22(native.md22_npz(__import__("pathlib").Path({str(tmp_path)!r}) / "md22_DHA.npz", n=10),
                  {str(tmp_path / "d.lmdb")!r}, train_size=4)
 LmdbDataset(p)[0]
-bad = [m for m in sys.modules if m.startswith(("phizoo.models", "phizoo.train", "phizoo.phi", "qm9pack"))]
+bad = [m for m in sys.modules if m.startswith(("phizoo.models", "phizoo.train", "phizoo.heads", "qm9pack"))]
 assert not bad, bad
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from phizoo.data import LmdbDataset, codec
-from phizoo.data.store import StoreWriter
+from phizoo.data.store_writer import StoreWriter
 
 
 def _build(path, n):

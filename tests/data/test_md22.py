@@ -149,3 +149,26 @@ def test_empty_and_not_npz_files(tmp_path):
 def test_limit_must_be_positive(tmp_path, md22_file):
     with pytest.raises(DataError, match="limit must be at least 1"):
         convert_md22(md22_file, tmp_path / "x.lmdb", limit=0)
+
+
+def test_converter_q_checks(tmp_path):
+    q = np.zeros((30, 6))
+    with pytest.raises(DataError, match=r"key 'Q' \(partial charges\) has shape \[30, 5\], expected \[30, 6\]"):
+        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=q[:, :5]), tmp_path / "a.lmdb")
+    bad = q.copy()
+    bad[7, 2] = np.nan
+    with pytest.raises(DataError, match="key 'Q': frame 7 holds a non-finite"):
+        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=bad), tmp_path / "a.lmdb", train_size=10)
+    bad = q.copy()
+    bad[3, 0] = 1.0
+    with pytest.raises(DataError, match="charges of frame 3 sum to 1 e.*neutral"):
+        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=bad), tmp_path / "a.lmdb", train_size=10)
+    good = np.tile([0.1, -0.1, 0.2, -0.2, 0.05, -0.05], (30, 1))
+    ds = LmdbDataset(convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=good), tmp_path / "g.lmdb",
+                                  train_size=10))
+    assert ds.metadata["level_of_theory"] == "PBE+MBD" and ds.metadata["name"] == "MD22 DHA"
+    np.testing.assert_allclose(ds[4].charges.numpy(), good[4])
+    # without Q: no charges, as before
+    ds = LmdbDataset(convert_md22(native.md22_npz(tmp_path / "md22_AT-AT.npz", n=30), tmp_path / "n.lmdb",
+                                  train_size=10))
+    assert "charges" not in ds[0] and "charges" not in ds.metadata["source_units"]

@@ -10,7 +10,8 @@ import pytest
 
 from phizoo.data import DataError, LmdbDataset, convert_md22, convert_oe62, convert_qm9
 from phizoo.data.md22 import KCAL_PER_MOL
-from phizoo.data.store import COMPLETE_KEY, META_KEY, SPLIT_PREFIX, StoreWriter, record_key
+from phizoo.data.store import COMPLETE_KEY, META_KEY, SPLIT_PREFIX, record_key
+from phizoo.data.store_writer import StoreWriter
 from phizoo.validate import PlausibilityWarning
 from tests.data import native
 from tests.data.conftest import oe62_file, qm9_file  # noqa: F401  (fixtures)

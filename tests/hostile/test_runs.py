@@ -55,7 +55,8 @@ def test_divergence_stops_with_an_error_and_writes_no_nan_checkpoint(tmp_path, c
 def test_divergence_after_a_good_epoch_keeps_that_epoch(tmp_path, db):
     from phizoo.train import Trainer
     from phizoo.train.data import named_splits, open_dataset
-    from phizoo.train.trainer import STATE_FILE, TrainingDiverged
+    from phizoo.train.state import STATE_FILE
+    from phizoo.train.trainer import TrainingDiverged
 
     ds = open_dataset(db)
     cfg = {"model": {"name": "painn", "preset": "test"}, "epochs": 3, "batch_size": 8, "progress": False,

@@ -9,8 +9,9 @@ import torch
 from e3nn import o3
 
 import phizoo
-from phizoo.models.mace import (MACE, ChannelwiseTP, EdgeTensorProduct, SymmetricProductBasis, from_ir_mul,
-                                natural_irreps, to_ir_mul)
+from phizoo.models.mace import MACE
+from phizoo.models.mace_blocks import SymmetricProductBasis, natural_irreps
+from phizoo.nn.fused_tp import ChannelwiseTP, EdgeTensorProduct, from_ir_mul, to_ir_mul
 from phizoo.nn.graph import Graph, build_graph
 from tests.molecules import batch, random_molecule, random_orthogonal
 

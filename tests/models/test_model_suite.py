@@ -2,7 +2,7 @@
 
 Models are built with the ``test`` preset of ``zoo_configs/<name>.yaml`` in float64 and
 their parameters are randomised, so that every term (including E_ES) contributes. Φ-variants
-use the default (continuous) formulation; the paper's has its own tests in ``tests/phi``.
+use the default (continuous) formulation; the paper's has its own tests in ``tests/heads/phi``.
 """
 from __future__ import annotations
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 import phizoo
-from phizoo.models.visnet import ViSNet, load_pyg_visnet_state
+from phizoo.models.visnet import ViSNet
+from phizoo.models.visnet_pyg import load_pyg_visnet_state
 from phizoo.nn.mlp import smooth_norm
 from tests.molecules import ase_molecule, batch, random_molecule, random_orthogonal, transformed
 

@@ -13,7 +13,8 @@ from phizoo.train import Trainer, TrainingInterrupted, load_trainer_state
 from phizoo.train.config import load_config, make_config, parse_override
 from phizoo.train.losses import compute_loss
 from phizoo.train.references import fit_element_references
-from phizoo.train.trainer import STATE_FILE, WarmupCosine
+from phizoo.train.schedule import WarmupCosine
+from phizoo.train.state import STATE_FILE
 from tests.train import synthetic
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from phizoo.nn.graph import build_graph
-from phizoo.phi import poisson
-from phizoo.phi.laplacian import edge_weights
-from phizoo.phi.poisson import ScreenedLaplacian, screened_solve
+from phizoo.heads.phi import poisson
+from phizoo.heads.phi.laplacian import edge_weights
+from phizoo.heads.phi.poisson import ScreenedLaplacian, screened_solve
 from tests.models.test_model_suite import close
 from tests.molecules import alkane, batch, random_molecule
 

@@ -4,7 +4,7 @@ import torch
 from torch_geometric.data import Data
 
 import phizoo
-from phizoo.phi import sparse, spectral
+from phizoo.heads.phi import sparse, spectral
 from tests.models.test_model_suite import close, finite_difference_forces, run
 from tests.molecules import ase_molecule, random_molecule
 

@@ -14,7 +14,7 @@ import pytest
 
 from phizoo.data import DataError, LmdbDataset, convert_md22
 
-from . import native
+from tests.data import native
 
 HAVE_XTB = all(importlib.util.find_spec(m) is not None for m in ("tblite", "rdkit"))
 needs_xtb = pytest.mark.skipif(not HAVE_XTB, reason="tblite and rdkit (pip install phizoo[xtb]) not installed")
@@ -28,7 +28,7 @@ KEYS = {"R", "z", "E", "F", "Q", "name", "theory", "type", "r_unit", "e_unit", "
 
 
 def run(tmp_path, name="a.npz", **kw):
-    from phizoo.data.xtb_md import xtb_md
+    from phizoo.generate.xtb_md import xtb_md
 
     opts = dict(smiles="CCO", frames=5, stride=2, equilibration=4, seed=3, progress=False)
     opts.update(kw)
@@ -98,7 +98,7 @@ def test_seed_reproducible_byte_identical(tmp_path):
 @needs_xtb
 @pytest.mark.parametrize("where", ["between steps", "inside a force call", "at a checkpoint"])
 def test_interrupt_and_resume_gives_the_same_file(tmp_path, monkeypatch, where):
-    from phizoo.data import xtb_md as X
+    from phizoo.generate import xtb_md as X
 
     opts = dict(frames=6, stride=2, equilibration=3, checkpoint_every=2)
     ref = run(tmp_path, "ref.npz", **opts)
@@ -139,7 +139,7 @@ def test_interrupt_and_resume_gives_the_same_file(tmp_path, monkeypatch, where):
 
 @needs_xtb
 def test_checkpoint_of_other_settings_is_refused_and_restart_discards_it(tmp_path):
-    from phizoo.data import xtb_md as X
+    from phizoo.generate import xtb_md as X
 
     def stop(step):
         if step == 5:
@@ -210,7 +210,7 @@ def test_cli_run_and_info(tmp_path, capsys):
 
 @needs_xtb
 def test_bad_input(tmp_path):
-    from phizoo.data.xtb_md import from_file, molecule
+    from phizoo.generate.xtb_md import from_file, molecule
 
     with pytest.raises(DataError, match="odd number of electrons"):
         run(tmp_path, smiles="[CH3]")
@@ -240,7 +240,7 @@ def test_structure_file_input(tmp_path):
 
 @needs_xtb
 def test_md22_molecule_table_atom_counts():
-    from phizoo.data.xtb_md import MOLECULES, molecule
+    from phizoo.generate.xtb_md import MOLECULES, molecule
 
     md22 = {"Ac-Ala3-NHMe": 42, "DHA": 56, "stachyose": 87, "AT-AT": 60, "AT-AT-CG-CG": 118,
             "buckyball-catcher": 148}
@@ -253,7 +253,7 @@ def test_md22_molecule_table_atom_counts():
         d = np.linalg.norm(mol.pos[:, None] - mol.pos[None], axis=-1) + np.eye(count) * 9
         assert d.min() > 0.85, f"{name}: atoms {d.min():.2f} Å apart"
     # the assemblies: Watson-Crick hydrogen bonds as targeted, pairs 3.38 Å apart, C60 in the cleft
-    from phizoo.data.xtb_md import _BASES, _WATSON_CRICK, _embed, base_pair_stack
+    from phizoo.generate.complexes import _BASES, _WATSON_CRICK, _embed, base_pair_stack
 
     stack = base_pair_stack(["AT", "CG"])
     off = 0
@@ -273,7 +273,7 @@ def test_md22_molecule_table_atom_counts():
 
 
 def test_missing_dependency_names_the_package_and_the_extra(monkeypatch, tmp_path):
-    from phizoo.data import xtb_md as X
+    from phizoo.generate import xtb_md as X
 
     monkeypatch.setitem(sys.modules, "tblite.interface", None)  # import fails as if not installed
     monkeypatch.setitem(sys.modules, "rdkit.Chem", None)
@@ -282,25 +282,3 @@ def test_missing_dependency_names_the_package_and_the_extra(monkeypatch, tmp_pat
     with pytest.raises(ImportError, match=r"'rdkit'.*pip install phizoo\[xtb\]"):
         X.from_smiles("CCO")
 
-
-def test_converter_q_checks(tmp_path):
-    q = np.zeros((30, 6))
-    with pytest.raises(DataError, match=r"key 'Q' \(partial charges\) has shape \[30, 5\], expected \[30, 6\]"):
-        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=q[:, :5]), tmp_path / "a.lmdb")
-    bad = q.copy()
-    bad[7, 2] = np.nan
-    with pytest.raises(DataError, match="key 'Q': frame 7 holds a non-finite"):
-        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=bad), tmp_path / "a.lmdb", train_size=10)
-    bad = q.copy()
-    bad[3, 0] = 1.0
-    with pytest.raises(DataError, match="charges of frame 3 sum to 1 e.*neutral"):
-        convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=bad), tmp_path / "a.lmdb", train_size=10)
-    good = np.tile([0.1, -0.1, 0.2, -0.2, 0.05, -0.05], (30, 1))
-    ds = LmdbDataset(convert_md22(native.md22_npz(tmp_path / "md22_DHA.npz", n=30, Q=good), tmp_path / "g.lmdb",
-                                  train_size=10))
-    assert ds.metadata["level_of_theory"] == "PBE+MBD" and ds.metadata["name"] == "MD22 DHA"
-    np.testing.assert_allclose(ds[4].charges.numpy(), good[4])
-    # without Q: no charges, as before
-    ds = LmdbDataset(convert_md22(native.md22_npz(tmp_path / "md22_AT-AT.npz", n=30), tmp_path / "n.lmdb",
-                                  train_size=10))
-    assert "charges" not in ds[0] and "charges" not in ds.metadata["source_units"]

@@ -2,7 +2,7 @@
 
 Discontinuous by design: the ``k`` modes are counted per connected component, so the energy
 jumps when two components merge or split (two molecules coming within the cutoff; shown by
-``tests/phi/test_formulations.py``). Use the continuous default (``continuous.py``) for MD.
+``tests/heads/phi/test_formulations.py``). Use the continuous default (``continuous.py``) for MD.
 
 Per connected component of every molecule (see ``laplacian.py``):
 
@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter, subgraph
 
-from ..nn.graph import Graph
-from ..nn.mlp import mlp
+from ...nn.graph import Graph
+from ...nn.mlp import mlp
 from . import spectral
 from .output import PhiOutput
 from .laplacian import dense_laplacian, edge_weights, laplacian_matvec, pack_components, sparse_laplacian

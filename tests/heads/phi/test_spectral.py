@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from phizoo.nn.graph import build_graph
-from phizoo.phi import spectral
-from phizoo.phi.laplacian import dense_laplacian, edge_weights, pack_components
-from phizoo.phi.spectral import lowpass_project
-from tests.phi.test_formulations import _gauge_scrambled_eigh
+from phizoo.heads.phi import spectral
+from phizoo.heads.phi.laplacian import dense_laplacian, edge_weights, pack_components
+from phizoo.heads.phi.spectral import lowpass_project
+from tests.heads.phi.test_formulations import _gauge_scrambled_eigh
 from tests.molecules import ase_molecule, batch, random_molecule
 
 D = torch.float64

@@ -2,7 +2,7 @@
 import torch
 
 from phizoo.nn.graph import build_graph, connected_components
-from phizoo.phi.laplacian import dense_laplacian, edge_weights, pack_components
+from phizoo.heads.phi.laplacian import dense_laplacian, edge_weights, pack_components
 from tests.molecules import batch, merged, random_molecule
 
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..nn.graph import connected_components
-from ..nn.radial import envelope
+from ...nn.graph import connected_components
+from ...nn.radial import envelope
 
 LAPLACIANS = ("combinatorial", "normalized")
 

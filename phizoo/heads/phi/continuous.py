@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch_geometric.utils import scatter, softmax
 
-from ..nn.graph import Graph
-from ..nn.mlp import mlp
+from ...nn.graph import Graph
+from ...nn.mlp import mlp
 from .laplacian import edge_weights, laplacian_matvec
 from .output import PhiOutput
 from .poisson import ScreenedLaplacian, screened_solve

@@ -6,7 +6,7 @@ import torch
 from torch_geometric.data import Data
 
 import phizoo
-from phizoo.phi import spectral
+from phizoo.heads.phi import spectral
 from tests.models.test_model_suite import close, make_model, run
 from tests.molecules import approaching_pair, ase_molecule, batch, random_molecule
 
