@@ -6,6 +6,7 @@
     phizoo data convert ase mine.extxyz more.traj -o mine.lmdb --energy-unit kcal/mol   # your own data
     phizoo data info oe62.lmdb [--verify]
     phizoo data xtb-md --molecule Ac-Ala3-NHMe -o data/xtb/ac_ala3.npz   # GFN2-xTB MD, MD22 format
+    phizoo data generate point-charges -o data/lr/point_charges.lmdb     # long-range benchmarks (cli/generate.py)
 """
 from __future__ import annotations
 
@@ -109,6 +110,9 @@ def register(sub) -> None:
     x.add_argument("--restart", action="store_true", help="discard an interrupted run's checkpoint instead of resuming")
     x.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     x.set_defaults(func=run_xtb_md)
+
+    from .generate import add_parser as add_generate_parser  # phizoo data generate (long-range benchmarks)
+    add_generate_parser(dsub)
 
 
 def run_convert(args) -> int:
