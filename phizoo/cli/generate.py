@@ -14,15 +14,7 @@ import argparse
 import os
 import sys
 
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
+from .data import _positive
 
 
 def _seed(text: str) -> int:
