@@ -2,6 +2,8 @@
 
 * ``cli.md``: the command-line reference, generated from phizoo's argparse parsers
   (``phizoo.cli.main.build_parser``), so it cannot drift from the code.
+* ``pretrained.md``: the page on disk with its table of shipped checkpoints regenerated from
+  ``pretrained/manifest.json`` and the model cards (between the ``pretrained-table`` markers).
 * the generated plots of ``benchmarks/results/`` and ``studies/results/`` are copied into the
   site under the same paths, so the generated reports (``LEADERBOARD.md``,
   ``benchmarks/RESULTS.md``), included verbatim by ``pymdownx.snippets``, find their images.
@@ -60,6 +62,37 @@ def cli_reference() -> str:
     return "\n".join(out)
 
 
+def pretrained_table() -> str:
+    """One row per manifest entry: test errors, parameters, epochs and training time from its card;
+    ``Φ formulation`` says which Φ the weights use (``paper`` = trained before the continuous default)."""
+    import json
+
+    manifest = json.loads((ROOT / "pretrained" / "manifest.json").read_text())
+    rows = ["| id | backbone | Φ | parameters | test energy MAE (meV) | test force MAE (meV/Å) | epochs | "
+            "training (min, 1 CPU thread) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for e in sorted(manifest["checkpoints"], key=lambda e: (e["dataset"] != "qm9", e["model"], e["phi"])):
+        card = json.loads((ROOT / "pretrained" / e["card"]).read_text())
+        test = card["metrics"]["test"]
+        forces = test.get("forces_mae_meV_per_A")
+        phi = "–"
+        if e["phi"]:
+            opts = card["spec"].get("phi_options", {})
+            phi = opts.get("formulation", "paper" if "k" in opts else "continuous")
+        rows.append(f"| `{e['id']}` | {e['model']} | {phi} | {card['num_parameters']:,} | "
+                    f"{test['energy_mae_meV']:.1f} | {'–' if forces is None else f'{forces:.1f}'} | "
+                    f"{card['training']['epochs_completed']} | {card['training']['time_s'] / 60:.1f} |")
+    return "\n".join(rows) + "\n"
+
+
+def pretrained_page() -> str:
+    text = (ROOT / "docs" / "pretrained.md").read_text()
+    start, end = "<!-- pretrained-table:start -->", "<!-- pretrained-table:end -->"
+    a, b = text.index(start) + len(start), text.index(end)
+    return text[:a] + "\n" + pretrained_table() + text[b:]
+
+
 copy_generated_images()
+with mkdocs_gen_files.open("pretrained.md", "w") as f:
+    f.write(pretrained_page())
 with mkdocs_gen_files.open("cli.md", "w") as f:
     f.write(cli_reference())

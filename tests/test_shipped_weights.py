@@ -17,13 +17,15 @@ VARIANTS = [(name, phi) for name in phizoo.list_models() for phi in (False, True
 IDS = [f"{n}-{'phi' if p else 'base'}" for n, p in VARIANTS]
 DATASETS = ("qm9", "md22-xtb-ac-ala3")
 ENTRIES = available_pretrained()
-# Checkpoints made stale by architecture changes, until they are retrained (issue 15, item 6):
-# MACE's state dict changed (avg_num_neighbors buffer, no residual in layer 1, one-hot elements), so its
-# checkpoints no longer load; PaiNN, E2GNN and ViSNet load, but their norms of vector features are now
-# smooth (n_eps, eps = 0.1), which changes their outputs, so their cards' test metrics no longer reproduce.
-STALE_LAYOUT = {"mace": "MACE's parameter layout changed in issue 15; shipped MACE checkpoints must be retrained"}
-STALE_METRICS = {**STALE_LAYOUT, **{n: f"{n}'s smooth vector norms (issue 15) change its outputs; retrain to "
-                                       "reproduce the card" for n in ("painn", "e2gnn", "visnet")}}
+# Checkpoints trained before architecture changes and not yet retrained (ids): MACE's state dict
+# changed (issue 15: avg_num_neighbors buffer, no residual in layer 1, one-hot elements), so its old
+# checkpoints do not load; PaiNN, E2GNN and ViSNet ones load, but smooth vector norms (issue 15) and the
+# continuous Φ / screened virtual node (issue 11) change their outputs, so their cards do not reproduce
+# and they fail the physics checks of tests/test_shipped_physics.py. Retrained ids leave this dict.
+_LAYOUT = "MACE's parameter layout changed (issue 15); retrain with studies/phi_vs_baseline.py"
+_OUTPUTS = "trained before smooth norms / continuous Φ (issues 11, 15); retrain with studies/phi_vs_baseline.py"
+STALE = {f"{m}{p}-{d}": (_LAYOUT if m == "mace" else _OUTPUTS)
+         for m in ("painn", "visnet", "e2gnn", "mace") for p in ("", "-phi") for d in DATASETS}
 
 
 def _entry(name, phi, dataset):
@@ -34,8 +36,9 @@ def _entry(name, phi, dataset):
 
 @pytest.mark.parametrize("name,phi", VARIANTS, ids=IDS)
 def test_every_model_ships_trained_weights_for_both_datasets(name, phi):
-    if name in STALE_LAYOUT:
-        pytest.skip(STALE_LAYOUT[name])
+    stale = [i for i in (f"{name}{'-phi' if phi else ''}-{d}" for d in DATASETS) if i in STALE]
+    if stale:
+        pytest.skip(f"{', '.join(stale)}: {STALE[stale[0]]}")
     default = phizoo.load_model(name, phi=phi)
     assert default.card["dataset"]["name"] == "qm9" and _entry(name, phi, "qm9")["default"]
     assert (default.phi is not None) == phi
@@ -103,8 +106,8 @@ def qm9_db(tmp_path_factory):
 
 
 def _reproduce(entry, db):
-    if entry["model"] in STALE_METRICS:
-        pytest.skip(STALE_METRICS[entry["model"]])
+    if entry["id"] in STALE:
+        pytest.skip(f"{entry['id']}: {STALE[entry['id']]}")
     from phizoo.eval.metrics import evaluate
     from phizoo.train.data import indices_digest, open_dataset, split_indices
 
