@@ -64,12 +64,12 @@ def cli_reference() -> str:
 
 def pretrained_table() -> str:
     """One row per manifest entry: test errors, parameters, epochs and training time from its card;
-    ``Φ formulation`` says which Φ the weights use (``paper`` = trained before the continuous default)."""
+    ``Φ`` says which formulation the weights use; ``status`` is the manifest's ``stale`` mark, if any."""
     import json
 
     manifest = json.loads((ROOT / "pretrained" / "manifest.json").read_text())
     rows = ["| id | backbone | Φ | parameters | test energy MAE (meV) | test force MAE (meV/Å) | epochs | "
-            "training (min, 1 CPU thread) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+            "training (min, 1 CPU thread) | status |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
     for e in sorted(manifest["checkpoints"], key=lambda e: (e["dataset"] != "qm9", e["model"], e["phi"])):
         card = json.loads((ROOT / "pretrained" / e["card"]).read_text())
         test = card["metrics"]["test"]
@@ -80,7 +80,8 @@ def pretrained_table() -> str:
             phi = opts.get("formulation", "paper" if "k" in opts else "continuous")
         rows.append(f"| `{e['id']}` | {e['model']} | {phi} | {card['num_parameters']:,} | "
                     f"{test['energy_mae_meV']:.1f} | {'–' if forces is None else f'{forces:.1f}'} | "
-                    f"{card['training']['epochs_completed']} | {card['training']['time_s'] / 60:.1f} |")
+                    f"{card['training']['epochs_completed']} | {card['training']['time_s'] / 60:.1f} | "
+                    f"{'stale: ' + e['stale'] if e.get('stale') else 'current'} |")
     return "\n".join(rows) + "\n"
 
 

@@ -231,6 +231,8 @@ def _check_entry(e: Any, where: str) -> None:
         if not isinstance(e.get(key), typ):
             raise CheckpointError(f"{where}: key {key!r} is missing or not a {typ.__name__}; "
                                   "restore the shipped manifest")
+    if not isinstance(e.get("stale", ""), str):
+        raise CheckpointError(f"{where}: key 'stale' must be a string (why the checkpoint is out of date)")
     for key in ("weights", "card"):
         if Path(e[key]).is_absolute() or ".." in Path(e[key]).parts:
             raise CheckpointError(f"{where}: {key} path {e[key]!r} must lie inside {manifest_path().parent}")
@@ -275,7 +277,14 @@ def find_pretrained(name: str | None = None, phi: bool | None = None, pretrained
 
 
 def load_pretrained(entry: dict[str, Any], device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-    """Load the shipped checkpoint of a manifest entry, verified against the manifest."""
+    """Load the shipped checkpoint of a manifest entry, verified against the manifest.
+
+    An entry marked ``stale`` (trained before a change of the model code, not yet retrained) loads
+    with a warning that says why; ``phizoo models --pretrained`` lists the mark too."""
+    if entry.get("stale"):
+        import warnings
+
+        warnings.warn(f"pretrained {entry['id']!r} is stale: {entry['stale']}", stacklevel=3)
     return load_checkpoint(manifest_path().parent / entry["card"], expected_sha256=entry["sha256"],
                            device=device, dtype=dtype)
 
@@ -310,7 +319,8 @@ def load_model(name: str, phi: bool = True, pretrained: str = "default",
 
 def register_in_manifest(stem: str | Path, entry_id: str, dataset: str, default: bool = False,
                          manifest: str | Path | None = None) -> dict[str, Any]:
-    """Add or replace a manifest entry for the checkpoint at ``stem`` (files relative to the manifest)."""
+    """Add or replace a manifest entry for the checkpoint at ``stem`` (files relative to the manifest);
+    a replaced entry loses its ``stale`` mark (the checkpoint was retrained)."""
     mpath = Path(manifest) if manifest else manifest_path()
     stem = _stem(stem)
     card = read_card(stem)

@@ -28,7 +28,8 @@ def run(args) -> int:
             print(f"{e['id']:30s} {e['model']:7s} {str(e['phi']).lower():5s} {e['dataset']:17s} "
                   f"{test.get('energy_mae_meV', float('nan')):8.1f} meV "
                   f"{'–' if fmae is None else f'{fmae:.1f}':>7s} meV/Å  "
-                  f"{card.get('dataset', {}).get('level_of_theory', '?')}{'  (default)' if e.get('default') else ''}")
+                  f"{card.get('dataset', {}).get('level_of_theory', '?')}{'  (default)' if e.get('default') else ''}"
+                  f"{'  STALE: retrain' if e.get('stale') else ''}")
         return 0
     print(f"{'model':8s} {'phi':5s} {'preset':8s} {'parameters':>12s}  reference")
     for name in list_models():
