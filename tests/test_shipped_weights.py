@@ -17,17 +17,10 @@ VARIANTS = [(name, phi) for name in phizoo.list_models() for phi in (False, True
 IDS = [f"{n}-{'phi' if p else 'base'}" for n, p in VARIANTS]
 DATASETS = ("qm9", "md22-xtb-ac-ala3")
 ENTRIES = available_pretrained()
-# Checkpoints trained before architecture changes and not yet retrained (ids): MACE's state dict
-# changed (issue 15: avg_num_neighbors buffer, no residual in layer 1, one-hot elements), so its old
-# checkpoints do not load; PaiNN, E2GNN and ViSNet ones load, but smooth vector norms (issue 15) and the
-# continuous Φ / screened virtual node (issue 11) change their outputs, so their cards do not reproduce
-# and they fail the physics checks of tests/test_shipped_physics.py. Retrained ids leave this dict.
-_LAYOUT = "MACE's parameter layout changed (issue 15); retrain with studies/phi_vs_baseline.py"
-_OUTPUTS = "trained before smooth norms / continuous Φ (issues 11, 15); retrain with studies/phi_vs_baseline.py"
-RETRAINED = {"visnet-qm9", "visnet-phi-qm9"}
-STALE = {i: (_LAYOUT if i.startswith("mace") else _OUTPUTS) for i in
-         (f"{m}{p}-{d}" for m in ("painn", "visnet", "e2gnn", "mace") for p in ("", "-phi") for d in DATASETS)
-         if i not in RETRAINED}
+# Checkpoints trained before architecture changes and not yet retrained carry a "stale" reason in the
+# manifest (MACE's state dict changed, so they do not load; the others load but their outputs changed, so
+# their cards do not reproduce and they fail tests/test_shipped_physics.py). Retraining clears the mark.
+STALE = {e["id"]: e["stale"] for e in ENTRIES if e.get("stale")}
 
 
 def _entry(name, phi, dataset):
@@ -141,3 +134,20 @@ MD22_DB = ROOT / "data" / "xtb" / "Ac-Ala3-NHMe_gfn2xtb_500K.lmdb"
 @pytest.mark.parametrize("name,phi", VARIANTS, ids=IDS)
 def test_md22_xtb_checkpoint_reproduces_its_card(name, phi):
     _reproduce(_entry(name, phi, "md22-xtb-ac-ala3"), MD22_DB)
+
+
+def test_stale_entries_load_with_a_warning_and_bad_marks_are_refused(tmp_path, monkeypatch):
+    shutil.copytree(ROOT / "pretrained", tmp_path / "pretrained")
+    os.symlink(ROOT / "zoo_configs", tmp_path / "zoo_configs")
+    monkeypatch.setenv("PHIZOO_HOME", str(tmp_path))
+    mpath = tmp_path / "pretrained" / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    entry = next(e for e in manifest["checkpoints"] if e["id"] == "visnet-qm9")
+    entry["stale"] = "trained before a test change"
+    mpath.write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="'visnet-qm9' is stale: trained before a test change"):
+        phizoo.load_model("visnet", phi=False)
+    entry["stale"] = 1
+    mpath.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="'stale' must be a string"):
+        phizoo.load_model("visnet", phi=False)
