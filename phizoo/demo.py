@@ -38,8 +38,11 @@ def properties(model, label: str) -> None:
     ms = (time.perf_counter() - t0) * 1e3
     card = model.card
     test = card["metrics"].get("test", {})
-    print(f"\n== {label}: {model.num_parameters():,} parameters, cutoff {model.cutoff} Å, Φ k={model.phi.k}, "
-          f"ρ {model.phi.rho}\n   trained on {card['dataset'].get('name')} ({card['dataset'].get('level_of_theory')}), "
+    phi = model.phi
+    about_phi = (f"Φ {phi.formulation}, μ = {float(phi.mu):.3g}" if phi.formulation == "continuous"
+                 else f"Φ {phi.formulation}, k={phi.k}, ρ {phi.rho}")
+    print(f"\n== {label}: {model.num_parameters():,} parameters, cutoff {model.cutoff} Å, {about_phi}"
+          f"\n   trained on {card['dataset'].get('name')} ({card['dataset'].get('level_of_theory')}), "
           f"test energy MAE {test.get('energy_mae_meV', float('nan')):.1f} meV")
     print(f"\nethanol (ase.build): E = {energy:.4f} eV ({ms:.1f} ms)")
     print(f"{'atom':>5s} {'Fx':>9s} {'Fy':>9s} {'Fz':>9s} {'charge':>9s}   (eV/Å, e)")
