@@ -28,7 +28,6 @@ naming the frame.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,23 +35,11 @@ import numpy as np
 
 from ...data.convert import Source, Structure, convert, random_split, round_half_up
 from ...data.errors import DataError
+from ..optional import INSTALL_HINT, MissingDependencyError, tblite_version  # noqa: F401 (re-exported)
+from ..optional import _import as require
 
-INSTALL_HINT = "pip install phizoo[xtb]"
 K_E = 14.399645  # eV·Å/e², Coulomb's constant e²/(4πε₀) (as phizoo.heads.electrostatics.K_E)
 SPLIT_FRACTIONS = (0.8, 0.1)  # train, val; test = the rest
-
-
-class MissingDependencyError(ImportError, RuntimeError):
-    """An optional dependency of a generator (tblite, rdkit) is not installed."""
-
-
-def require(module: str, package: str, purpose: str):
-    """``importlib.import_module(module)``, or :class:`MissingDependencyError` with the install hint."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingDependencyError(f"{purpose} needs the optional package {package!r}, which is not installed "
-                                     f"({err}); install it with: {INSTALL_HINT}") from None
 
 
 def phizoo_version() -> str:
@@ -161,16 +148,6 @@ def write(source: GeneratedSource, dest: str | Path, *, seed: int, overwrite: bo
 # ------------------------------------------------------------------------------------ GFN2-xTB
 
 
-def tblite_version() -> str:
-    require("tblite.interface", "tblite", "GFN2-xTB")
-    v = package_version("tblite")
-    if v is None:  # pragma: no cover - a tblite without package metadata
-        from tblite.library import get_version
-
-        v = ".".join(map(str, get_version()))
-    return v
-
-
 def xtb_theory(electronic_temperature: float | None = None) -> str:
     """The level of theory recorded in the metadata, as ``phizoo data xtb-md`` writes it (plus
     the electronic temperature when it is not tblite's default, 300 K)."""
@@ -253,27 +230,12 @@ def xtb_optimise(z: np.ndarray, pos: np.ndarray, charge: int = 0, uhf: int = 0, 
 
 def from_smiles(smiles: str, seed: int = 42) -> tuple[np.ndarray, np.ndarray, int]:
     """(atomic numbers, positions Å centred at the geometric centre, formal charge) of a SMILES
-    string: RDKit AddHs, ETKDGv3 with ``randomSeed=seed`` (one thread), MMFF94."""
-    Chem = require("rdkit.Chem", "rdkit", "building a molecule from SMILES")
-    from rdkit.Chem import AllChem
+    string, built by :func:`phizoo.generate.structure.from_smiles` (RDKit ETKDGv3, MMFF94)."""
+    from ..structure import from_smiles as build
 
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise DataError(f"SMILES {smiles!r}: RDKit cannot parse it")
-    mol = Chem.AddHs(mol)
-    charge = int(Chem.GetFormalCharge(mol))
-    z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64)
-    if len(z) == 1:
-        return z, np.zeros((1, 3)), charge
-    params = AllChem.ETKDGv3()
-    params.randomSeed = int(seed) & 0x7FFFFFFF
-    params.numThreads = 1
-    if AllChem.EmbedMolecule(mol, params) != 0:
-        raise DataError(f"SMILES {smiles!r}: RDKit ETKDG could not embed a 3D structure")
-    if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
-    x = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
-    return z, x - x.mean(0), charge
+    mol = build(smiles, seed=seed)  # errors (unparsable SMILES, no embedding) name the SMILES
+    Chem = require("rdkit.Chem", "rdkit", "building a molecule from SMILES")
+    return mol.z, mol.pos - mol.pos.mean(0), int(Chem.GetFormalCharge(Chem.MolFromSmiles(smiles)))
 
 
 def rotation(rng: np.random.Generator) -> np.ndarray:
