@@ -18,7 +18,9 @@ In the eigenbasis ``L = Σ u_i λ_i u_iᵀ`` the coefficients of φ are those of
 * edges enter with weights ``w(r) → 0`` with zero slope at the cutoff, and ``(L + μ)⁻¹`` is
   smooth in ``L`` (spectrum ≥ μ > 0): the energy is C¹ under every topology change;
 * ``1ᵀ(L + μ)⁻¹ = 1ᵀ/μ`` and ``1ᵀL = 0``: every connected component is neutral, Σρ = 0,
-  exactly, so there is no PDE or charge loss to train (both would be identically zero);
+  so there is no PDE or charge loss to train (both would be identically zero). ρ is computed
+  as ``μ (s − φ)`` where the solve is a dense Cholesky (no second pass over the edges; Σρ = 0
+  to the rounding of the solve) and as ``L φ`` on the CG path (Σρ = 0 to rounding of the sum);
 * no learnable scale γ: E_ES fixes the scale of φ and ρ (up to a common sign).
 
 ``μ`` is learned (``μ = μ_min + exp(θ)``, dimensionless, in units of the edge weights); the
@@ -91,7 +93,7 @@ class ContinuousPhi(nn.Module):
         mu = self.mu.to(s.dtype)
         op = ScreenedLaplacian(graph.edge_index, w, mu, graph.batch, graph.num_graphs)
         phi = (mu * screened_solve(w, mu, s, op))[:, 0]
-        rho = laplacian_matvec(graph.edge_index, w, phi)
+        rho = mu * (s[:, 0] - phi) if op.dense else laplacian_matvec(graph.edge_index, w, phi)
         if self.net_charge:
             q = phi.new_zeros(graph.num_graphs) if total_charge is None else total_charge.to(phi).reshape(-1)
             rho = rho + q[graph.batch] * softmax(out[:, 1], graph.batch, num_nodes=phi.shape[0])

@@ -72,7 +72,11 @@ class ScreenedLaplacian:
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     coo = torch.sparse_coo_tensor(torch.stack([dst, src]), self.w, (n, n), check_invariants=False)
                     self.W = coo.coalesce().to_sparse_csr()
-            if self.dense and n:
+            if self.dense and n and self.num_graphs == 1:  # one structure (MD): no packing
+                self.slot = None
+                A = torch.diag(self.diag).index_put_((dst, src), -self.w, accumulate=True)
+                self.chol, _ = torch.linalg.cholesky_ex(A)
+            elif self.dense and n:
                 start = torch.cumsum(counts, 0) - counts
                 self.slot = torch.arange(n, device=batch.device) - start[batch]
                 pad = torch.arange(self.n_max, device=batch.device)[None, :] >= counts[:, None]
@@ -90,6 +94,8 @@ class ScreenedLaplacian:
         if b.shape[0] == 0:
             return b.clone()
         with torch.no_grad():
+            if self.dense and self.slot is None:
+                return torch.cholesky_solve(b, self.chol)
             if self.dense:
                 packed = b.new_zeros(self.num_graphs, self.n_max, b.shape[1]).index_put_((self.batch, self.slot), b)
                 return torch.cholesky_solve(packed, self.chol)[self.batch, self.slot]
