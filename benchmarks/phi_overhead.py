@@ -69,8 +69,8 @@ def worker(args) -> dict:
     models[False](data)
     warm = time.perf_counter() - t
     times = {False: [], True: []}
-    # small systems: enough evaluations for ~2 s of timing, so the median is not one scheduler tick
-    for _ in range(max(args.inner, min(300, int(2.0 / max(warm, 1e-4))))):
+    # enough evaluations for ~6 s of timing per model, so the median is not one scheduler tick
+    for _ in range(max(args.inner, min(1000, int(6.0 / max(warm, 1e-4))))):
         for phi in (False, True):
             t = time.perf_counter()
             models[phi](data)

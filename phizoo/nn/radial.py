@@ -14,10 +14,10 @@ def cosine_cutoff(r: torch.Tensor, cutoff: float) -> torch.Tensor:
 
 def polynomial_envelope(r: torch.Tensor, cutoff: float, p: int = 6) -> torch.Tensor:
     """Polynomial envelope of Klicpera et al. (2020): 1 at 0; value, slope and curvature 0 at rc."""
-    x = r / cutoff
-    # 1 − (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) − p(p+1)/2 x^(p+2), in Horner form (one power)
-    env = 1.0 + x.pow(p) * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
-    return torch.where(x < 1.0, env, torch.zeros_like(r))
+    # 1 − (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) − p(p+1)/2 x^(p+2), in Horner form (one power); the
+    # coefficients sum to −1, so at x = 1 (and beyond, clamped, with zero gradient) it is exactly 0
+    x = (r / cutoff).clamp(max=1.0)
+    return 1.0 + x.pow(p) * (-0.5 * (p + 1) * (p + 2) + x * (p * (p + 2) - 0.5 * p * (p + 1) * x))
 
 
 ENVELOPES = {"cosine": cosine_cutoff, "polynomial": polynomial_envelope}

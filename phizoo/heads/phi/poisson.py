@@ -64,8 +64,8 @@ class ScreenedLaplacian:
             n = batch.shape[0]
             src, dst = edge_index
             self.diag = self.w.new_zeros(n).index_add_(0, dst, self.w) + self.mu  # D + μ  [N]
-            counts = torch.bincount(batch, minlength=self.num_graphs)
-            self.n_max = int(counts.max()) if n else 0
+            counts = torch.bincount(batch, minlength=self.num_graphs) if self.num_graphs > 1 else None
+            self.n_max = n if counts is None else int(counts.max()) if n else 0
             self.dense = self.n_max <= dense_max
             if not self.dense:  # CSR of W (periodic images of one pair summed) for fast products
                 with warnings.catch_warnings():

@@ -1,0 +1,239 @@
+"""When does long range pay? Short-range vs Φ vs Coulomb heads on tasks that need long range.
+
+    python studies/long_range.py data [--tasks dimers ag3 carbon-chains point-charges]
+    python studies/long_range.py train --jobs 2 [--tasks dimers] [--models painn] [--variants base phi]
+    python studies/long_range.py report        # studies/results/long_range.{json,md} + plots
+
+Tasks (``phizoo data generate``, docs/datasets/long-range.md): charged and polar ``dimers`` pulled
+apart beyond the cutoff, ``ag3`` (Ag3+ / Ag3− at identical geometries), ``carbon-chains``
+(C10H2 / C10H3+), ``point-charges`` (LES's periodic ±1 e liquid, exact Ewald + Born–Mayer).
+
+Variants, at equal budget on the same splits: ``base`` (short-range backbone), ``phi`` (continuous
+Φ, the default), ``phi-paper`` (the paper's k modes per component; molecules only), ``coulomb``
+(latent-charge Coulomb/Ewald head), ``phi+coulomb``. On charged tasks every variant gets the
+total-charge/spin embedding (``model.charge_spin``), as a user training charged data would.
+
+Plan (``plan()``): PaiNN on every task at three training-set sizes (¼, ½ and all of the train
+split, seed 0) and seeds 1–2 at the full size; E2GNN at the full size; ViSNet and MACE at the full
+size where a task is cheap (``ag3``). Each run: ``runs/long_range/<task>/<model>-<variant>-n<N>-s<seed>/``
+(the trainer's checkpoints and ``eval.json``); finished runs are skipped, interrupted ones resume.
+Each process uses one thread.
+
+``eval.json`` holds the test errors (energy MAE meV, force MAE meV/Å), per-frame energy errors with
+each frame's ``meta`` (the dimer separation), and for the Coulomb variants the latent charges
+against the reference charges (MAE e, Pearson r).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+LR_DATA = ROOT / "data" / "lr"
+RUNS = ROOT / "runs" / "long_range"
+RESULTS = ROOT / "studies" / "results"
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path
+    generate: tuple[str, ...]          # phizoo data generate <...>
+    epochs: int
+    batch_size: int
+    charged: bool = True
+    periodic: bool = False
+    cheap: bool = False                # all four backbones at the full size
+    loss: dict = field(default_factory=lambda: {"energy": 0.2, "forces": 0.8, "per_atom_energy": False})
+
+
+TASKS = {
+    "dimers": Task(LR_DATA / "dimers.lmdb", ("dimers", "--curves", "8", "--points", "12"), 60, 16),
+    "ag3": Task(LR_DATA / "ag3.lmdb", ("ag3", "--geometries", "500"), 60, 16, cheap=True),
+    "carbon-chains": Task(LR_DATA / "carbon_chains.lmdb", ("carbon-chains", "--frames", "1000"), 40, 16),
+    "point-charges": Task(LR_DATA / "point_charges.lmdb", ("point-charges", "--frames", "1000"), 30, 4,
+                          charged=False, periodic=True),
+}
+VARIANTS = {
+    "base": {},
+    "phi": {"phi": True},
+    "phi-paper": {"phi": True, "phi_options": {"formulation": "paper"}},
+    "coulomb": {"coulomb": True},
+    "phi+coulomb": {"phi": True, "coulomb": True},
+}
+FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def variants_for(task: str) -> list[str]:
+    """The paper formulation has no periodic version (it refuses cells)."""
+    return [v for v in VARIANTS if not (TASKS[task].periodic and v == "phi-paper")]
+
+
+def plan(tasks=None, models=None, variants=None) -> list[tuple[str, str, str, float, int]]:
+    """(task, model, variant, fraction of the train split, seed), cheapest first within a task."""
+    runs = []
+    for task in tasks or TASKS:
+        second = ["e2gnn"] + (["visnet", "mace"] if TASKS[task].cheap else [])
+        for v in variants_for(task):
+            runs += [(task, "painn", v, f, 0) for f in FRACTIONS]
+            runs += [(task, "painn", v, 1.0, s) for s in (1, 2)]
+            runs += [(task, m, v, 1.0, 0) for m in second]
+    return [r for r in runs if (models is None or r[1] in models) and (variants is None or r[2] in variants)]
+
+
+def run_dir(task: str, model: str, variant: str, fraction: float, seed: int) -> Path:
+    n = train_subset(task, fraction, seed=0, count_only=True)
+    return RUNS / task / f"{model}-{variant}-n{n}-s{seed}"
+
+
+def train_subset(task: str, fraction: float, seed: int = 0, count_only: bool = False):
+    """The first ⌈fraction·N⌉ indices of a fixed (seed-0) permutation of the train split: the
+    smaller training sets are nested in the larger ones."""
+    from phizoo.train.data import open_dataset, split_indices
+
+    train = split_indices(open_dataset(TASKS[task].path), "train")
+    n = max(1, int(np.ceil(fraction * len(train))))
+    if count_only:
+        return n
+    order = np.random.default_rng(seed).permutation(len(train))
+    return sorted(int(train[i]) for i in order[:n])
+
+
+PRESET = "cpu"   # the tests set "test"
+
+
+def config(task: str, model: str, variant: str, seed: int) -> dict:
+    t = TASKS[task]
+    return {"model": {"name": model, "preset": PRESET, "dtype": "float32", "charge_spin": t.charged,
+                      **VARIANTS[variant]},
+            "loss": dict(t.loss), "epochs": t.epochs, "batch_size": t.batch_size, "val_batch_size": 64,
+            "optimizer": {"lr": 1e-3, "weight_decay": 0.0}, "schedule": {"warmup_epochs": 1},
+            "seed": seed, "monitor": "val_loss", "progress": False}
+
+
+# ----------------------------------------------------------------------------- one run (worker)
+
+def run_one(task: str, model: str, variant: str, fraction: float, seed: int) -> dict:
+    """Train (or resume) one run and evaluate its best checkpoint on the test split."""
+    import torch
+
+    from phizoo.train import train_from_config
+    from phizoo.train.data import open_dataset, split_indices
+
+    torch.set_num_threads(1)
+    out = run_dir(task, model, variant, fraction, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = open_dataset(TASKS[task].path)
+    splits = {"train": train_subset(task, fraction), "val": split_indices(ds, "val"),
+              "test": split_indices(ds, "test")}
+    t0 = time.perf_counter()
+    trainer, summary = train_from_config(config(task, model, variant, seed), ds, splits, output_dir=out,
+                                         resume=(out / "trainer_state.pt").exists())
+    result = evaluate(out / "best", ds, splits["test"])
+    result.update(task=task, model=model, variant=variant, n_train=len(splits["train"]), seed=seed,
+                  train_time_s=time.perf_counter() - t0, best_epoch=summary.get("best_epoch"))
+    tmp = out / "eval.json.partial"
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out / "eval.json")
+    return result
+
+
+def evaluate(stem: Path, ds, indices: list[int]) -> dict:
+    """Test errors of a checkpoint (float64), per frame, with each frame's meta."""
+    import torch
+    from torch_geometric.data import Batch
+
+    from phizoo.pretrained import load_checkpoint
+
+    model = load_checkpoint(stem, dtype=torch.float64).eval()
+    frames, f_abs, f_n, q_pred, q_ref = [], 0.0, 0, [], []
+    for s in range(0, len(indices), 32):
+        idx = indices[s:s + 32]
+        b = Batch.from_data_list([ds[i] for i in idx])
+        out = model(b)
+        de = (out["energy"].detach() - b.energy.double()).numpy()
+        if getattr(b, "forces", None) is not None:
+            f_abs += float((out["forces"].double() - b.forces.double()).abs().sum())
+            f_n += b.forces.numel()
+        if "coulomb_charges" in out and getattr(b, "charges", None) is not None:
+            q_pred.append(out["coulomb_charges"].detach().double().numpy())
+            q_ref.append(b.charges.double().numpy())
+        frames += [{"index": int(i), "energy_error_meV": 1e3 * float(e), "meta": ds.get_record(i)["meta"]}
+                   for i, e in zip(idx, de)]
+    res = {"energy_mae_meV": float(np.mean([abs(f["energy_error_meV"]) for f in frames])),
+           "forces_mae_meV_per_A": 1e3 * f_abs / f_n if f_n else None, "frames": frames}
+    if q_pred:
+        qp, qr = np.concatenate(q_pred), np.concatenate(q_ref)
+        res["charges"] = {"mae_e": float(np.abs(qp - qr).mean()), "pearson_r": float(np.corrcoef(qp, qr)[0, 1])}
+    return res
+
+
+# ----------------------------------------------------------------------------- driver
+
+def generate(tasks) -> None:
+    for task in tasks:
+        t = TASKS[task]
+        if not t.path.exists():
+            t.path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, "-m", "phizoo.cli.main", "data", "generate", *t.generate, "-o",
+                            str(t.path), "--seed", "0"], check=True, cwd=ROOT, env=_one_thread())
+
+
+def _one_thread() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def train(jobs: int, tasks=None, models=None, variants=None) -> None:
+    runs = [r for r in plan(tasks, models, variants) if TASKS[r[0]].path.exists()]
+    todo = [r for r in runs if not (run_dir(*r) / "eval.json").exists()]
+    print(f"{len(runs)} runs planned, {len(todo)} to do, {jobs} at a time", flush=True)
+
+    def one(r):
+        out = run_dir(*r)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        with open(out / "train.log", "a") as log:
+            rc = subprocess.run([sys.executable, __file__, "worker", *map(str, r)], cwd=ROOT, env=_one_thread(),
+                                stdout=log, stderr=subprocess.STDOUT).returncode
+        return f"{'/'.join(map(str, r))}: {'ok' if rc == 0 else f'FAILED (exit {rc}, see {out}/train.log)'} " \
+               f"in {time.time() - t0:.0f} s"
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for msg in pool.map(one, todo):
+            print(msg, flush=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("step", choices=["data", "train", "report", "worker"])
+    p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS))
+    p.add_argument("--models", nargs="+")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS))
+    a = p.parse_args(argv)
+    if a.step == "worker":
+        task, model, variant, fraction, seed = a.args
+        run_one(task, model, variant, float(fraction), int(seed))
+    elif a.step == "data":
+        generate(a.tasks or [t for t in TASKS if t != "point-charges"])
+    elif a.step == "train":
+        train(a.jobs, a.tasks, a.models, a.variants)
+    else:
+        from studies.long_range_report import report
+
+        report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())

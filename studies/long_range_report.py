@@ -1,0 +1,151 @@
+"""The long-range study's report: tables and plots from the finished runs' ``eval.json``.
+
+Writes ``studies/results/long_range.json`` (every run's test errors), ``studies/results/long_range.md``
+(per task: test energy and force MAE of every variant, mean ± sample std over seeds; learning
+curves; latent-charge agreement of the Coulomb variants) and the plots ``long_range_<task>.png``
+(learning curves) and ``long_range_dimers_separation.png`` (dimer energy error against the closest
+inter-monomer distance: where a short-range model stops seeing the partner).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from studies.long_range import RESULTS, RUNS, TASKS, VARIANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collect() -> list[dict]:
+    rows = []
+    for path in sorted(RUNS.glob("*/*/eval.json")):
+        rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def _mean_std(values) -> str:
+    v = np.asarray([x for x in values if x is not None], float)
+    if v.size == 0:
+        return "–"
+    return f"{v.mean():.1f}" + (f" ± {v.std(ddof=1):.1f}" if v.size > 1 else "")
+
+
+def table(rows: list[dict], task: str) -> list[str]:
+    """Largest training set: every (model, variant), seeds pooled."""
+    sel = [r for r in rows if r["task"] == task]
+    if not sel:
+        return []
+    n_full = max(r["n_train"] for r in sel)
+    groups = defaultdict(list)
+    for r in sel:
+        if r["n_train"] == n_full:
+            groups[(r["model"], r["variant"])].append(r)
+    out = [f"Training set: {n_full} structures; test split of the data set; mean ± sample std over seeds.", "",
+           "| model | variant | seeds | energy MAE (meV) | force MAE (meV/Å) | latent charges vs reference: MAE (e), r |",
+           "|---|---|---:|---:|---:|---|"]
+    for (model, variant), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], list(VARIANTS).index(kv[0][1]))):
+        q = [r["charges"] for r in rs if r.get("charges")]
+        qs = f"{np.mean([c['mae_e'] for c in q]):.3f}, {np.mean([c['pearson_r'] for c in q]):.2f}" if q else "–"
+        out.append(f"| {model} | {variant} | {len(rs)} | {_mean_std(r['energy_mae_meV'] for r in rs)} | "
+                   f"{_mean_std(r['forces_mae_meV_per_A'] for r in rs)} | {qs} |")
+    return out
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(rows: list[dict], task: str) -> Path | None:
+    sel = [r for r in rows if r["task"] == task and r["model"] == "painn" and r["seed"] == 0]
+    if len({r["n_train"] for r in sel}) < 2:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for i, variant in enumerate(VARIANTS):
+        rs = sorted((r for r in sel if r["variant"] == variant), key=lambda r: r["n_train"])
+        if not rs:
+            continue
+        n = [r["n_train"] for r in rs]
+        axes[0].loglog(n, [r["energy_mae_meV"] for r in rs], "-o", color=f"C{i}", label=variant)
+        if rs[0]["forces_mae_meV_per_A"] is not None:
+            axes[1].loglog(n, [r["forces_mae_meV_per_A"] for r in rs], "-o", color=f"C{i}", label=variant)
+    for ax, label in zip(axes, ("test energy MAE (meV)", "test force MAE (meV/Å)")):
+        ax.set_xlabel("training structures")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{task}: PaiNN, seed 0", fontsize=10)
+    fig.tight_layout()
+    path = RESULTS / f"long_range_{task}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def dimer_separation(rows: list[dict]) -> Path | None:
+    """|energy error| against the closest inter-monomer distance, binned, PaiNN at the full size."""
+    sel = [r for r in rows if r["task"] == "dimers" and r["model"] == "painn"]
+    if not sel:
+        return None
+    n_full = max(r["n_train"] for r in sel)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    edges = np.geomspace(1.5, 16.0, 9)
+    for i, variant in enumerate(VARIANTS):
+        frames = [f for r in sel if r["variant"] == variant and r["n_train"] == n_full for f in r["frames"]]
+        if not frames:
+            continue
+        d = np.array([f["meta"]["min_distance_A"] for f in frames])
+        e = np.abs([f["energy_error_meV"] for f in frames])
+        k = np.digitize(d, edges)
+        centres = [np.sqrt(edges[j - 1] * edges[j]) for j in range(1, len(edges)) if (k == j).any()]
+        means = [e[k == j].mean() for j in range(1, len(edges)) if (k == j).any()]
+        ax.loglog(centres, means, "-o", color=f"C{i}", label=variant)
+    ax.axvline(5.0, color="k", lw=0.8, ls="--")
+    ax.text(5.1, ax.get_ylim()[1] * 0.7, "cutoff", fontsize=8)
+    ax.set_xlabel("closest inter-monomer distance d (Å)")
+    ax.set_ylabel("mean |energy error| (meV)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Dimers, PaiNN, {n_full} training structures, test curves", fontsize=10)
+    fig.tight_layout()
+    path = RESULTS / "long_range_dimers_separation.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report() -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = collect()
+    L = ["# When does long range help? (studies/long_range.py)", "",
+         "Every number below comes from `python studies/long_range.py report`, from the runs under "
+         f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + "."]
+    for task in TASKS:
+        lines = table(rows, task)
+        if not lines:
+            L += ["", f"## {task}", "", "No finished runs."]
+            continue
+        L += ["", f"## {task}", ""] + lines
+        curve = learning_curves(rows, task)
+        if curve:
+            L += ["", f"![{task} learning curves]({os.path.relpath(curve, RESULTS)})"]
+        if task == "dimers":
+            sep = dimer_separation(rows)
+            if sep:
+                L += ["", f"![dimer error vs separation]({os.path.relpath(sep, RESULTS)})"]
+    slim = [{k: v for k, v in r.items() if k != "frames"} for r in rows]
+    (RESULTS / "long_range.json").write_text(json.dumps(slim, indent=1) + "\n")
+    out = RESULTS / "long_range.md"
+    out.write_text("\n".join(L) + "\n")
+    print(f"wrote {out}")
+    return out

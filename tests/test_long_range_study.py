@@ -1,0 +1,55 @@
+"""``studies/long_range.py``: the plan, nested training subsets, and one tiny run per variant on
+generated point charges (8 + 8 ions, periodic) whose ``eval.json`` matches the checkpoint's own
+predictions on the test split."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import studies.long_range as lr
+from phizoo.generate.lr.point_charges import generate_point_charges
+from phizoo.pretrained import load_checkpoint
+from phizoo.train.data import open_dataset, split_indices
+
+
+@pytest.fixture()
+def tiny_task(tmp_path, monkeypatch):
+    path = generate_point_charges(tmp_path / "pc.lmdb", 10, seed=1, progress=False, n_cations=8, n_anions=8,
+                                  stride=4, equilibration=10, checkpoint_every=2)
+    task = lr.Task(path, ("point-charges",), epochs=1, batch_size=4, charged=False, periodic=True)
+    monkeypatch.setitem(lr.TASKS, "tiny", task)
+    monkeypatch.setattr(lr, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(lr, "PRESET", "test")
+    return path
+
+
+def test_plan_covers_the_protocol():
+    runs = lr.plan(tasks=["dimers"])
+    painn = [r for r in runs if r[1] == "painn"]
+    assert {r[3] for r in painn if r[4] == 0} == set(lr.FRACTIONS)
+    assert {r[4] for r in painn if r[3] == 1.0} == {0, 1, 2}
+    assert {r[2] for r in runs} == set(lr.VARIANTS)
+    assert "phi-paper" not in lr.variants_for("point-charges")  # the paper formulation refuses cells
+    assert {r[1] for r in lr.plan(tasks=["ag3"])} == {"painn", "e2gnn", "visnet", "mace"}
+
+
+def test_training_subsets_are_nested_and_deterministic(tiny_task):
+    train = set(split_indices(open_dataset(tiny_task), "train"))
+    small, large = lr.train_subset("tiny", 0.25), lr.train_subset("tiny", 1.0)
+    assert set(small) < set(large) == train
+    assert small == lr.train_subset("tiny", 0.25)
+
+
+@pytest.mark.parametrize("variant", ["base", "phi+coulomb"])
+def test_one_run_trains_and_evaluates(tiny_task, variant):
+    res = lr.run_one("tiny", "painn", variant, 1.0, 0)
+    out = lr.run_dir("tiny", "painn", variant, 1.0, 0)
+    assert json.loads((out / "eval.json").read_text())["energy_mae_meV"] == res["energy_mae_meV"]
+    ds = open_dataset(tiny_task)
+    test = split_indices(ds, "test")
+    assert [f["index"] for f in res["frames"]] == test
+    model = load_checkpoint(out / "best", dtype=torch.float64).eval()
+    errors = [1e3 * float(model(ds[i].clone())["energy"][0] - ds[i].energy[0]) for i in test]
+    assert res["energy_mae_meV"] == pytest.approx(np.mean(np.abs(errors)), rel=1e-9)
+    assert ("charges" in res) == (variant == "phi+coulomb")
