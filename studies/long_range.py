@@ -80,7 +80,9 @@ def variants_for(task: str) -> list[str]:
 
 
 def plan(tasks=None, models=None, variants=None) -> list[tuple[str, str, str, float, int]]:
-    """(task, model, variant, fraction of the train split, seed), cheapest first within a task."""
+    """(task, model, variant, fraction of the train split, seed); within a task the full-size
+    seed-0 PaiNN runs of every variant first (the headline comparison), then the learning curves,
+    the other backbones and the extra seeds."""
     runs = []
     for task in tasks or TASKS:
         second = ["e2gnn"] + (["visnet", "mace"] if TASKS[task].cheap else [])
@@ -88,7 +90,9 @@ def plan(tasks=None, models=None, variants=None) -> list[tuple[str, str, str, fl
             runs += [(task, "painn", v, f, 0) for f in FRACTIONS]
             runs += [(task, "painn", v, 1.0, s) for s in (1, 2)]
             runs += [(task, m, v, 1.0, 0) for m in second]
-    return [r for r in runs if (models is None or r[1] in models) and (variants is None or r[2] in variants)]
+    runs = [r for r in runs if (models is None or r[1] in models) and (variants is None or r[2] in variants)]
+    order = list(tasks or TASKS)
+    return sorted(runs, key=lambda r: (order.index(r[0]), r[4], r[3] != 1.0, r[1] != "painn"))
 
 
 def run_dir(task: str, model: str, variant: str, fraction: float, seed: int) -> Path:

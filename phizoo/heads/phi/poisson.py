@@ -146,7 +146,9 @@ class _ScreenedSolve(torch.autograd.Function):
     def backward(ctx, gx):
         w, mu, x = ctx.saved_tensors
         op = ctx.op
-        gb = _ScreenedSolve.apply(w, mu, gx, op)
+        # grad mode is on here only under create_graph (force training, Hessians): then the adjoint
+        # solve must itself be differentiable; otherwise a plain solve skips a nested autograd node
+        gb = _ScreenedSolve.apply(w, mu, gx, op) if torch.is_grad_enabled() else op.solve(gx)
         src, dst = op.edge_index
         gw = -(gb[dst] * (x[dst] - x[src])).sum(-1) if ctx.needs_input_grad[0] else None
         gmu = -(gb * x).sum() if ctx.needs_input_grad[1] else None
