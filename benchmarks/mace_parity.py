@@ -65,7 +65,8 @@ class PhizooSide:
         self.model = phizoo.build_model(
             "mace", preset="cpu", dtype=torch.float32, num_channels=m["channels"], max_ell=m["max_ell"],
             hidden_l=1, correlation=m["correlation"], num_layers=2, num_bessel=8, cutoff=m["cutoff"],
-            envelope_exponent=5, radial_mlp=m["radial_mlp"], elements=stats["elements"], head_hidden=16)
+            envelope_exponent=5, radial_mlp=m["radial_mlp"], elements=stats["elements"], head_hidden=16,
+            **hp.get("phizoo_options", {}))
         with torch.no_grad():
             refs = self.model.element_energies
             refs.zero_()
@@ -237,6 +238,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sides", default="phizoo,mace")
     ap.add_argument("--name", default="mace_parity", help="results/<name>.{json,md}")
+    ap.add_argument("--phizoo-option", action="append", default=[], metavar="KEY=JSON",
+                    help="extra MACE constructor argument for phizoo's side, e.g. first_layer_element_mixing=true")
     args = ap.parse_args()
     if args.worker:
         res = worker(args.worker, Path(args.npz), json.loads(Path(args.hp).read_text()))
@@ -255,7 +258,8 @@ def main() -> None:
         hp = {"model": {"channels": args.channels, "max_ell": args.max_ell, "correlation": args.correlation,
                         "radial_mlp": [int(x) for x in args.radial_mlp.split(",")], "cutoff": args.cutoff},
               "stats": stats, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-              "forces": forces, "forces_weight": args.forces_weight, "energy_weight": args.energy_weight}
+              "forces": forces, "forces_weight": args.forces_weight, "energy_weight": args.energy_weight,
+              "phizoo_options": {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.phizoo_option)}}
         hp_path = Path(tmp) / "hp.json"
         hp_path.write_text(json.dumps(hp))
         results = {}

@@ -124,6 +124,53 @@ def dimer_separation(rows: list[dict]) -> Path | None:
     return path
 
 
+def verdicts(rows: list[dict]) -> list[str]:
+    """README table: each head against the short-range base, PaiNN at the full training set.
+
+    "wins"/"loses" when the mean MAE differs from the base's by more than the larger seed standard
+    deviation and by more than 10 %; otherwise "ties"."""
+    out = ["| task | variant | energy MAE vs base (meV) | force MAE vs base (meV/Å) | verdict |",
+           "|---|---|---:|---:|---|"]
+    for task in TASKS:
+        sel = [r for r in rows if r["task"] == task and r["model"] == "painn"]
+        if not sel:
+            continue
+        n_full = max(r["n_train"] for r in sel)
+        by = {v: [r for r in sel if r["variant"] == v and r["n_train"] == n_full] for v in VARIANTS}
+        if not by["base"]:
+            continue
+        for v in list(VARIANTS)[1:]:
+            if not by[v]:
+                continue
+            cells, calls = [], []
+            for key in ("energy_mae_meV", "forces_mae_meV_per_A"):
+                a = np.array([r[key] for r in by["base"]], float)
+                b = np.array([r[key] for r in by[v]], float)
+                spread = max(a.std(ddof=1) if a.size > 1 else 0.0, b.std(ddof=1) if b.size > 1 else 0.0)
+                diff = b.mean() - a.mean()
+                cells.append(f"{b.mean():.1f} vs {a.mean():.1f}")
+                calls.append("ties" if abs(diff) <= max(spread, 0.1 * a.mean()) else ("wins" if diff < 0 else "loses"))
+            verdict = calls[0] if calls[0] == calls[1] else f"energy {calls[0]}, forces {calls[1]}"
+            seeds = min(len(by["base"]), len(by[v]))
+            out.append(f"| {task} | {v} | {cells[0]} | {cells[1]} | {verdict} ({seeds} seed{'s' if seeds > 1 else ''}) |")
+    return out
+
+
+README_START, README_END = "<!-- long-range-study:start -->", "<!-- long-range-study:end -->"
+
+
+def update_readme(lines: list[str], readme: Path = ROOT / "README.md") -> None:
+    """Replace the block between the markers in the README (written by this report only)."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    tmp = readme.with_suffix(".md.partial")
+    tmp.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
+    tmp.replace(readme)
+
+
 def report() -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = collect()
@@ -143,6 +190,9 @@ def report() -> Path:
             sep = dimer_separation(rows)
             if sep:
                 L += ["", f"![dimer error vs separation]({os.path.relpath(sep, RESULTS)})"]
+    table_lines = verdicts(rows)
+    L += ["", "## Each head against the short-range base (PaiNN, full training set)", ""] + table_lines
+    update_readme(table_lines)
     slim = [{k: v for k, v in r.items() if k != "frames"} for r in rows]
     (RESULTS / "long_range.json").write_text(json.dumps(slim, indent=1) + "\n")
     out = RESULTS / "long_range.md"
