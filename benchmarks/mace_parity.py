@@ -239,7 +239,7 @@ def main() -> None:
     ap.add_argument("--sides", default="phizoo,mace")
     ap.add_argument("--name", default="mace_parity", help="results/<name>.{json,md}")
     ap.add_argument("--phizoo-option", action="append", default=[], metavar="KEY=JSON",
-                    help="extra MACE constructor argument for phizoo's side, e.g. first_layer_element_mixing=true")
+                    help="extra MACE constructor argument for phizoo's side (experiments), e.g. num_layers=3")
     args = ap.parse_args()
     if args.worker:
         res = worker(args.worker, Path(args.npz), json.loads(Path(args.hp).read_text()))

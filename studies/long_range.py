@@ -33,6 +33,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -96,21 +97,27 @@ def plan(tasks=None, models=None, variants=None) -> list[tuple[str, str, str, fl
 
 
 def run_dir(task: str, model: str, variant: str, fraction: float, seed: int) -> Path:
-    n = train_subset(task, fraction, seed=0, count_only=True)
+    n = _subset_size(len(_train_split(TASKS[task].path)), fraction)
     return RUNS / task / f"{model}-{variant}-n{n}-s{seed}"
 
 
-def train_subset(task: str, fraction: float, seed: int = 0, count_only: bool = False):
-    """The first ⌈fraction·N⌉ indices of a fixed (seed-0) permutation of the train split: the
-    smaller training sets are nested in the larger ones."""
+@lru_cache(maxsize=None)
+def _train_split(path: Path) -> tuple[int, ...]:
     from phizoo.train.data import open_dataset, split_indices
 
-    train = split_indices(open_dataset(TASKS[task].path), "train")
-    n = max(1, int(np.ceil(fraction * len(train))))
-    if count_only:
-        return n
-    order = np.random.default_rng(seed).permutation(len(train))
-    return sorted(int(train[i]) for i in order[:n])
+    return tuple(split_indices(open_dataset(path), "train"))
+
+
+def _subset_size(n_train: int, fraction: float) -> int:
+    return max(1, int(np.ceil(fraction * n_train)))
+
+
+def train_subset(task: str, fraction: float) -> list[int]:
+    """The first ⌈fraction·N⌉ indices of a fixed (seed-0) permutation of the train split: the
+    smaller training sets are nested in the larger ones."""
+    train = _train_split(TASKS[task].path)
+    order = np.random.default_rng(0).permutation(len(train))
+    return sorted(int(train[i]) for i in order[:_subset_size(len(train), fraction)])
 
 
 PRESET = "cpu"   # the tests set "test"
@@ -122,7 +129,8 @@ def config(task: str, model: str, variant: str, seed: int) -> dict:
                       **VARIANTS[variant]},
             "loss": dict(t.loss), "epochs": t.epochs, "batch_size": t.batch_size, "val_batch_size": 64,
             "optimizer": {"lr": 1e-3, "weight_decay": 0.0}, "schedule": {"warmup_epochs": 1},
-            "seed": seed, "monitor": "val_loss", "progress": False}
+            "seed": seed, "monitor": "val_loss", "progress": False,
+            "evaluate_test": False}  # the test split is evaluated once, by evaluate() below
 
 
 # ----------------------------------------------------------------------------- one run (worker)
@@ -153,32 +161,21 @@ def run_one(task: str, model: str, variant: str, fraction: float, seed: int) -> 
 
 
 def evaluate(stem: Path, ds, indices: list[int]) -> dict:
-    """Test errors of a checkpoint (float64), per frame, with each frame's meta."""
+    """Test errors of a checkpoint (float64, ``phizoo.eval.evaluate``), every frame's energy error
+    with its meta, and the Coulomb charges against the reference charges where both exist."""
     import torch
-    from torch_geometric.data import Batch
 
+    from phizoo.eval import evaluate as evaluate_model
     from phizoo.pretrained import load_checkpoint
 
     model = load_checkpoint(stem, dtype=torch.float64).eval()
-    frames, f_abs, f_n, q_pred, q_ref = [], 0.0, 0, [], []
-    for s in range(0, len(indices), 32):
-        idx = indices[s:s + 32]
-        b = Batch.from_data_list([ds[i] for i in idx])
-        out = model(b)
-        de = (out["energy"].detach() - b.energy.double()).numpy()
-        if getattr(b, "forces", None) is not None:
-            f_abs += float((out["forces"].double() - b.forces.double()).abs().sum())
-            f_n += b.forces.numel()
-        if "coulomb_charges" in out and getattr(b, "charges", None) is not None:
-            q_pred.append(out["coulomb_charges"].detach().double().numpy())
-            q_ref.append(b.charges.double().numpy())
-        frames += [{"index": int(i), "energy_error_meV": 1e3 * float(e), "meta": ds.get_record(i)["meta"]}
-                   for i, e in zip(idx, de)]
-    res = {"energy_mae_meV": float(np.mean([abs(f["energy_error_meV"]) for f in frames])),
-           "forces_mae_meV_per_A": 1e3 * f_abs / f_n if f_n else None, "frames": frames}
-    if q_pred:
-        qp, qr = np.concatenate(q_pred), np.concatenate(q_ref)
-        res["charges"] = {"mae_e": float(np.abs(qp - qr).mean()), "pearson_r": float(np.corrcoef(qp, qr)[0, 1])}
+    metrics, pred = evaluate_model(model, ds, indices, return_predictions=True)
+    errors = 1e3 * (pred["energy_pred"] - pred["energy_true"])
+    res = {"energy_mae_meV": metrics["energy_mae_meV"], "forces_mae_meV_per_A": metrics.get("forces_mae_meV_per_A"),
+           "frames": [{"index": int(i), "energy_error_meV": float(e), "meta": ds.get_record(int(i))["meta"]}
+                      for i, e in zip(pred["index"], errors)]}
+    if "charges_mae_e" in metrics:
+        res["charges"] = {"mae_e": metrics["charges_mae_e"], "pearson_r": metrics["charges_pearson_r"]}
     return res
 
 
