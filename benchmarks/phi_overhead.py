@@ -2,6 +2,7 @@
 
     python benchmarks/phi_overhead.py            # full run (sizes up to 10,125 atoms)
     python benchmarks/phi_overhead.py --quick    # sizes up to ~1,000 atoms, one repeat
+    taskset -c 0 python benchmarks/phi_overhead.py --batch 16 --sizes 42 120   # pinned to one core, as published
 
 Structures: water droplets cut from a box at liquid density (one connected component at a
 5 Å cutoff), so every size is the same kind of matter; ``--batch B`` evaluates B copies at once.
@@ -126,7 +127,7 @@ def main() -> int:
     p.add_argument("--sizes", nargs="+", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--inner", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (the published tables: 1)")
     p.add_argument("--batch", type=int, default=1, help="copies of the structure per batch")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--name", help="output stem in benchmarks/results/ (default phi_overhead_<preset>)")
