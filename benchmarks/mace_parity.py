@@ -20,8 +20,9 @@ order, loss = w_E · mean_molecules (E − E_ref)² + w_F · mean_components (F 
 EMA, no schedule; after every epoch the validation errors; the test errors of the epoch with the
 best validation force MAE (energy MAE when no forces are trained) and of the last epoch. Matched hyperparameters: channels K (``K×0e + K×1o``), max_ell,
 correlation, 2 layers, 8 Bessel functions, polynomial envelope p = 5, radial MLP, cutoff, one-hot
-elements of the training set; mace-torch's readouts (linear + a 16-unit MLP) against phizoo's
-MLP head of width 16 on the concatenated layer scalars. Results: ``benchmarks/results/mace_parity.{json,md}``.
+elements of the training set, the readouts (a linear one per layer, a bias-free 16-unit MLP on the
+last; phizoo's ``readout: per_layer`` from its preset). Results: ``benchmarks/results/<name>.{json,md}``
+(``--name``), with the validation errors before training (``val_initial``) and after every epoch.
 """
 from __future__ import annotations
 
@@ -165,6 +166,7 @@ def worker(side: str, npz: Path, hp: dict) -> dict:
 
     # model selection: validation force MAE when forces are trained (MD data), else energy MAE
     monitor = "forces_mae_meV_A" if split["train"][3] is not None and w_f else "energy_mae_meV"
+    initial = evaluate("val")  # the untrained model: how far each side starts from the data
     history, best, best_state, t0 = [], float("inf"), None, time.perf_counter()
     z, pos, e, f = split["train"]
     for epoch in range(hp["epochs"]):
@@ -185,7 +187,8 @@ def worker(side: str, npz: Path, hp: dict) -> dict:
     train_s = time.perf_counter() - t0
     final = evaluate("test")
     model.model.load_state_dict(best_state)
-    return {"side": side, "parameters": params, "train_seconds": train_s, "val_history": history,
+    return {"side": side, "parameters": params, "train_seconds": train_s, "val_initial": initial,
+            "val_history": history,
             "monitor": monitor, "best_val": best, "test": evaluate("test"), "test_final_epoch": final}
 
 

@@ -3,6 +3,7 @@ from ``zoo_configs/<name>.yaml`` (presets) and can be overridden per call."""
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def model_config(name: str) -> dict[str, Any]:
     return cfg
 
 
+POTENTIAL_OPTIONS = ("head_hidden", "neighbor_backend", "charge_spin", "readout")  # of Potential, not the backbone
+
+
 def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dict | None = None,
                             **overrides) -> tuple[dict, dict, dict]:
     """(backbone kwargs, Φ kwargs, potential kwargs) for ``name`` at ``preset`` with overrides."""
@@ -75,10 +79,10 @@ def resolve_hyperparameters(name: str, preset: str = "default", phi_options: dic
     if preset not in cfg["presets"]:
         raise KeyError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(cfg['presets'])}")
     backbone_kw = copy.deepcopy(cfg["presets"][preset])
-    potential_kw = {k: backbone_kw.pop(k) for k in ("head_hidden", "charge_spin") if k in backbone_kw}
+    potential_kw = {k: backbone_kw.pop(k) for k in POTENTIAL_OPTIONS if k in backbone_kw}
     phi_kw = resolve_phi_options(cfg["phi"], backbone_kw.pop("phi", {}) or {}, phi_options or {})
     for key in list(overrides):
-        if key in ("head_hidden", "neighbor_backend", "charge_spin"):
+        if key in POTENTIAL_OPTIONS:
             potential_kw[key] = overrides.pop(key)
     backbone_kw.update(overrides)
     return backbone_kw, phi_kw, potential_kw
@@ -103,7 +107,9 @@ def build_from_spec(spec: dict[str, Any]):
     from .models.potential import Potential
     from .heads.phi.module import build_phi
 
-    backbone = backbone_class(spec["model"])(**spec["backbone"])
+    cls = backbone_class(spec["model"])
+    # options added after weights were saved: a spec without one was trained with its old value
+    backbone = cls(**{**getattr(cls, "legacy_spec_values", {}), **spec["backbone"]})
     phi = None
     if spec["phi"]:
         options = dict(spec["phi_options"])
@@ -138,6 +144,9 @@ def build_model(name: str, phi: bool = False, preset: str = "default", phi_optio
         overrides: backbone hyperparameters (e.g. ``hidden_channels=64``).
     """
     backbone_kw, phi_kw, potential_kw = resolve_hyperparameters(name, preset, phi_options, **overrides)
+    cls = backbone_class(name)
+    for key in getattr(cls, "legacy_spec_values", {}):  # recorded, so that the spec keeps meaning the same model
+        backbone_kw.setdefault(key, inspect.signature(cls).parameters[key].default)
     spec = {"model": name, "phi": bool(phi), "preset": preset, "backbone": backbone_kw,
             "phi_options": phi_kw, "potential": potential_kw}
     if coulomb:  # only then in the spec: specs (and state dicts) of other models are unchanged

@@ -9,7 +9,8 @@ Reads the finished runs of :mod:`studies.phi_vs_baseline` and adds three measure
   atoms, per element, and the MAE;
 * **NVE**: 10 ps of velocity-Verlet MD (0.5 fs, float64 weights, ASE) with each MD22-xTB
   model from a test frame with 300 K Maxwell–Boltzmann velocities: total-energy drift (slope
-  of a linear fit, meV/ps) and the largest excursion from the start.
+  of a linear fit, meV/ps) and the largest excursion from the start. A model whose weights
+  (sha256 in its card) and step count match an entry of the last ``study.json`` keeps that run.
 
 The per-dataset leaderboards (accuracy, inference time, peak memory of the published seed-0
 checkpoints) come from :func:`phizoo.eval.leaderboard.leaderboard`, the function behind
@@ -98,8 +99,9 @@ def charge_agreement(dataset: str, model_name: str) -> dict | None:
     pred, ref, z = [], [], []
     for b in chunk(idx, 64):
         batch = collate([ds[i] for i in b])
-        out = model(batch)
-        pred.append(out["charges"].detach().double().numpy())
+        with torch.no_grad():
+            out = model(batch, compute_forces=False)
+        pred.append(out["charges"].double().numpy())
         ref.append(batch.charges.double().numpy())
         z.append(batch.z.numpy())
     pred, ref, z = np.concatenate(pred), np.concatenate(ref), np.concatenate(z)
@@ -161,7 +163,7 @@ def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
     wall = time.perf_counter() - t0
     t_arr, e_arr = np.asarray(t), np.asarray(etot) - etot[0]
     slope = float(np.polyfit(t_arr, e_arr, 1)[0]) * 1e3 if len(t_arr) > 2 else None
-    return {"model": model_name, "phi": phi, "status": status, "simulated_ps": float(t_arr[-1]),
+    return {"model": model_name, "phi": phi, "weights_sha256": _weights_sha256(model_name, phi), "status": status, "simulated_ps": float(t_arr[-1]),
             "drift_meV_per_ps": slope, "drift_meV_per_ps_per_atom": slope / len(atoms) if slope is not None else None,
             "max_abs_dE_meV": float(np.abs(e_arr).max() * 1e3), "mean_temperature_K": float(np.mean(temp)),
             "ms_per_step": wall / max(dyn.nsteps, 1) * 1e3, "atoms": len(atoms), "steps": steps,
@@ -170,6 +172,24 @@ def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
 
 def _nve_job(args):
     return nve(*args)
+
+
+def _weights_sha256(model_name: str, phi: bool) -> str:
+    card = run_dir("md22", model_name, phi, 0) / "best.json"
+    return json.loads(card.read_text())["integrity"]["weights_sha256"]
+
+
+def previous_nve(model_name: str, phi: bool, steps: int) -> dict | None:
+    """The NVE result of the last report for exactly these weights (same sha256) and length, if any:
+    10 ps of MD per model is the longest part of the report, and unchanged weights give the same run."""
+    path = RESULTS / "study.json"
+    if not path.exists() or not finished(run_dir("md22", model_name, phi, 0)):
+        return None
+    sha = _weights_sha256(model_name, phi)
+    for r in json.loads(path.read_text()).get("nve", []):
+        if (r["model"], r["phi"], r.get("weights_sha256"), r.get("steps")) == (model_name, phi, sha, steps):
+            return r
+    return None
 
 
 # ----------------------------------------------------------------------------- leaderboards
@@ -365,11 +385,14 @@ def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int =
     summary = summarise(rows)
     jobs_charges = [(d, m) for d in ("qm9", "md22") for m in MODELS]
     jobs_nve = [(m, phi, nve_steps) for m in nve_models for phi in (False, True)]
+    reused = [r for r in (previous_nve(*job) for job in jobs_nve) if r]
+    jobs_nve = [job for job in jobs_nve if not any((r["model"], r["phi"]) == job[:2] for r in reused)]
     import multiprocessing
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread) as pool:
         charges = [c for c in pool.map(_charges_job, jobs_charges) if c]
-        nves = [r for r in pool.map(_nve_job, jobs_nve) if r]
+        nves = reused + [r for r in pool.map(_nve_job, jobs_nve) if r]
+    nves.sort(key=lambda r: (nve_models.index(r["model"]), r["phi"]))
     _single_thread()
     boards = leaderboards()
     plots = _plots(summary, charges, nves)

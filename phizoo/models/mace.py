@@ -107,10 +107,14 @@ class MACE(Backbone):
             a learned ``element_dim`` embedding of every Z in 1..118.
     """
 
+    # specs saved before these options existed: edge paths summed, path normalisation as constants
+    legacy_spec_values = {"separate_paths": False, "path_scaling": "constant"}
+
     def __init__(self, num_channels: int = 128, max_ell: int = 3, hidden_l: int = 1, correlation: int = 3,
                  num_layers: int = 2, num_bessel: int = 8, cutoff: float = 5.0, envelope_exponent: int = 5,
                  radial_mlp: Sequence[int] = (64, 64, 64), avg_num_neighbors: float = 10.0,
-                 elements: Sequence[int] | None = None, element_dim: int = 16, fused: bool = True):
+                 elements: Sequence[int] | None = None, element_dim: int = 16, fused: bool = True,
+                 separate_paths: bool = True, path_scaling: str = "init"):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -153,7 +157,8 @@ class MACE(Backbone):
             irreps_out = scalars if t == num_layers - 1 else hidden
             layers.append(MACEInteraction(irreps_in, irreps_out, self.irreps_sh, self.irreps_a, self.attr_irreps,
                                           num_bessel, list(radial_mlp), correlation, fused,
-                                          onehot=elements is not None, skip=t > 0))
+                                          onehot=elements is not None, skip=t > 0, separate_paths=separate_paths,
+                                          path_scaling=path_scaling))
             irreps_in = irreps_out
         self.layers = nn.ModuleList(layers)
         self.register_state_dict_post_hook(_drop_fx_constants)

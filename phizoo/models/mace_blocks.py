@@ -68,7 +68,7 @@ class SymmetricProductBasis(nn.Module):
     """
 
     def __init__(self, irreps_a: o3.Irreps, irreps_out: o3.Irreps, correlation: int, attr_dim: int,
-                 onehot: bool = False, fused: bool = True):
+                 onehot: bool = False, fused: bool = True, path_scaling: str = "constant"):
         super().__init__()
         self.fused = fused
         if correlation < 1:
@@ -149,14 +149,24 @@ class SymmetricProductBasis(nn.Module):
         count: dict[tuple[int, int], int] = {}
         for ins, p in zip(instr, self.paths):
             count[(p[0], ins[2])] = count.get((p[0], ins[2]), 0) + 1
-        instr = [ins + (1.0 / count[(p[0], ins[2])],) for ins, p in zip(instr, self.paths)]
+        # path_scaling "constant": 1/count is a fixed path weight (e3nn multiplies by its square root)
+        # and the weights start N(0, 1); "init" (mace-torch's parameterisation): unit path weights,
+        # weights start N(0, 1)/√count: the same function at initialisation, but each Adam step
+        # (~lr per weight) moves the output √count times further
+        norm = [1.0 / count[(p[0], ins[2])] for ins, p in zip(instr, self.paths)]
+        if path_scaling not in ("constant", "init"):
+            raise ValueError(f"path_scaling must be 'constant' or 'init', got {path_scaling!r}")
+        instr = [ins + ((c if path_scaling == "constant" else 1.0),) for ins, c in zip(instr, norm)]
         self.irreps_in1 = o3.Irreps(in1_slots)
         self.final = o3.TensorProduct(self.irreps_in1, irreps_a, irreps_out, instr, irrep_normalization="component",
                                       path_normalization="none", internal_weights=False, shared_weights=False)
         # per-element weights: w^{z} = attr(z) @ weight. One-hot attributes: one row per element, N(0, 1)
         # like e3nn's internal weights; a learned N(0, 1) embedding of width d: rows N(0, 1/d).
         scale = 1.0 if onehot else 1.0 / math.sqrt(attr_dim)
-        self.weight = nn.Parameter(torch.randn(attr_dim, self.final.weight_numel) * scale)
+        weight = torch.randn(attr_dim, self.final.weight_numel) * scale
+        if path_scaling == "init":
+            weight = weight * torch.tensor(norm).sqrt().repeat_interleave(K)
+        self.weight = nn.Parameter(weight)
         # fused evaluation of the same tensor products (see ChannelwiseTP); fused=False calls e3nn's
         self.fused_stages = nn.ModuleList(ChannelwiseTP(tp) for tp in self.stages)
         self.fused_final = ChannelwiseTP(self.final)
@@ -197,22 +207,23 @@ class MACEInteraction(nn.Module):
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, irreps_a: o3.Irreps,
                  attr_irreps: o3.Irreps, num_bessel: int, radial_mlp: Sequence[int], correlation: int,
-                 fused: bool = True, onehot: bool = False, skip: bool = True):
+                 fused: bool = True, onehot: bool = False, skip: bool = True, separate_paths: bool = False,
+                 path_scaling: str = "constant"):
         super().__init__()
         self.irreps_in, self.irreps_out, self.irreps_a = irreps_in, irreps_out, irreps_a
         self.skip = o3.FullyConnectedTensorProduct(irreps_in, attr_irreps, irreps_out) if skip else None
         self.linear_up = o3.Linear(irreps_in, irreps_in)
-        self.conv = EdgeTensorProduct(irreps_in, irreps_sh, irreps_a, fused=fused)
+        self.conv = EdgeTensorProduct(irreps_in, irreps_sh, irreps_a, fused=fused, separate_paths=separate_paths)
         self.radial = FullyConnectedNet([num_bessel, *radial_mlp, self.conv.weight_numel], torch.nn.functional.silu)
-        self.linear_a = o3.Linear(irreps_a, irreps_a)
+        self.linear_a = o3.Linear(self.conv.irreps_out, irreps_a)
         self.product = SymmetricProductBasis(irreps_a, irreps_out, correlation, attr_irreps.dim, onehot=onehot,
-                                             fused=fused)
+                                             fused=fused, path_scaling=path_scaling)
         self.linear_out = o3.Linear(irreps_out, irreps_out)
 
     def forward(self, h, attr, edge_sh, edge_radial, src, dst, inv_avg: torch.Tensor):
         """``inv_avg`` = 1 / avg_num_neighbors (a 0-d tensor, the backbone's buffer)."""
         x = to_ir_mul(self.linear_up(h), self.irreps_in)
         a = self.conv(x, edge_sh, self.radial(edge_radial), src, dst, h.shape[0])
-        a = self.linear_a(from_ir_mul(a, self.irreps_a)) * inv_avg
+        a = self.linear_a(from_ir_mul(a, self.conv.irreps_out)) * inv_avg
         m = self.linear_out(self.product(a, attr))
         return m if self.skip is None else m + self.skip(h, attr)

@@ -60,13 +60,25 @@ class Potential(nn.Module):
 
     def __init__(self, backbone: Backbone, phi: nn.Module | None = None, spec: dict[str, Any] | None = None,
                  head_hidden: int | None = None, neighbor_backend: str = "auto", charge_spin: bool = False,
-                 coulomb: nn.Module | None = None):
+                 coulomb: nn.Module | None = None, readout: str = "mlp"):
         super().__init__()
         self.backbone = backbone
         self.phi = phi
         self.coulomb = coulomb  # phizoo.heads.coulomb.CoulombHead or None (then no state-dict entries)
-        f = backbone.feature_dim
-        self.head = mlp([f, head_hidden or max(f // 2, 1), 1])
+        # readout "mlp": ε_i = MLP(concatenated layer scalars); "per_layer" (mace-torch's): one linear
+        # readout per layer but the last, a bias-free MLP on the last, ε_i = Σ_{t<T} w_t·h_t + MLP(h_T)
+        if readout not in ("mlp", "per_layer"):
+            raise ValueError(f"readout must be 'mlp' or 'per_layer', got {readout!r}")
+        self.readout = readout
+        dims = list(backbone.layer_feature_dims)
+        if readout == "mlp":
+            self.head = mlp([backbone.feature_dim, head_hidden or max(backbone.feature_dim // 2, 1), 1])
+            self.layer_readouts = nn.ModuleList()
+        else:
+            self.head = mlp([dims[-1], head_hidden or max(dims[-1] // 2, 1), 1], bias=False)
+            self.layer_readouts = nn.ModuleList(nn.Linear(d, 1, bias=False) for d in dims[:-1])
+            for lin in [*self.layer_readouts, *self.head[::2]]:  # e3nn's o3.Linear init: N(0, 1/fan_in)
+                nn.init.normal_(lin.weight, std=lin.in_features ** -0.5)
         self.spec = dict(spec or {})
         self.neighbor_backend = neighbor_backend
         # total charge / spin input (models/charge_spin.py); absent (no parameters) when off
@@ -87,6 +99,15 @@ class Potential(nn.Module):
         super()._apply(fn, recurse)
         self._buffers["element_energies"] = self._buffers["element_energies"].to(torch.float64)
         return self
+
+    def atomic_output(self, out) -> torch.Tensor:
+        """ε_i [N] (before scale and shift) from the backbone's output."""
+        if self.readout == "mlp":
+            return self.head(out.features).squeeze(-1)
+        eps = self.head(out.layer_features[-1]).squeeze(-1)
+        for lin, h in zip(self.layer_readouts, out.layer_features[:-1]):
+            eps = eps + lin(h).squeeze(-1)
+        return eps
 
     def forward(self, data, compute_forces: bool = True, create_graph: bool | None = None,
                 compute_stress: bool = False) -> dict[str, torch.Tensor]:
@@ -135,7 +156,7 @@ class Potential(nn.Module):
             out = self.backbone(z, graph)
         else:
             out = self.backbone(z, graph, extra=self.charge_spin(q, spin, batch))
-        atomic = self.head(out.features).squeeze(-1) * self.scale + self.shift
+        atomic = self.atomic_output(out) * self.scale + self.shift
         energy = atomic_energy = scatter(atomic, batch, dim=0, dim_size=num_graphs, reduce="sum")
         result: dict[str, torch.Tensor] = {}
         if self.phi is not None:

@@ -193,15 +193,20 @@ class EdgeTensorProduct(nn.Module):
     (see :func:`to_ir_mul`).
     """
 
-    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, fused: bool = True):
+    def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps, fused: bool = True,
+                 separate_paths: bool = False):
         super().__init__()
-        self.irreps_in, self.irreps_sh, self.irreps_out = irreps_in, irreps_sh, irreps_out
         self.K = irreps_in[0].mul
         self.fused = fused
         targets = {ir: i for i, (_, ir) in enumerate(irreps_out)}
-        instr = [(i1, i2, targets[ir], "uvu", True)
-                 for i1, (_, ir1) in enumerate(irreps_in) for i2, (_, ir2) in enumerate(irreps_sh)
+        paths = [(i1, i2, ir) for i1, (_, ir1) in enumerate(irreps_in) for i2, (_, ir2) in enumerate(irreps_sh)
                  for ir in ir1 * ir2 if ir in targets]
+        if separate_paths:  # one output slot per path (mace-torch's irreps_mid), in path order
+            irreps_out = o3.Irreps([(self.K, ir) for _, _, ir in paths])
+            instr = [(i1, i2, p, "uvu", True) for p, (i1, i2, _) in enumerate(paths)]
+        else:
+            instr = [(i1, i2, targets[ir], "uvu", True) for i1, i2, ir in paths]
+        self.irreps_in, self.irreps_sh, self.irreps_out = irreps_in, irreps_sh, irreps_out
         self.tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_out, instr, irrep_normalization="component",
                                    path_normalization="element", internal_weights=False, shared_weights=False)
         self.num_paths = len(self.tp.instructions)

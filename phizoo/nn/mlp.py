@@ -8,11 +8,12 @@ from torch import nn
 NORM_EPS = 0.1
 
 
-def mlp(dims: list[int], activation: type[nn.Module] = nn.SiLU, final_activation: bool = False) -> nn.Sequential:
+def mlp(dims: list[int], activation: type[nn.Module] = nn.SiLU, final_activation: bool = False,
+        bias: bool = True) -> nn.Sequential:
     """Dense layers ``dims[0] -> ... -> dims[-1]`` with ``activation`` between them."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(nn.Linear(a, b, bias=bias))
         if i < len(dims) - 2 or final_activation:
             layers.append(activation())
     return nn.Sequential(*layers)

@@ -77,7 +77,7 @@ def prepare_for_finetuning(model, freeze_backbone: bool = False, reset_head: boo
     if reset_head:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            for m in model.head.modules():
+            for m in [*model.head.modules(), *model.layer_readouts.modules()]:
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
     if freeze_backbone:

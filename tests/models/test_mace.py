@@ -126,10 +126,11 @@ def test_fused_model_equals_e3nn_tensor_products(float64_default):
     torch.testing.assert_close(f1, f2, atol=1e-12, rtol=1e-10)
 
 
-def test_edge_tensor_product_matches_e3nn(float64_default):
+@pytest.mark.parametrize("separate", [False, True], ids=["summed-paths", "separate-paths"])
+def test_edge_tensor_product_matches_e3nn(float64_default, separate):
     torch.manual_seed(7)
     irreps_in, sh = natural_irreps(3, 1), o3.Irreps.spherical_harmonics(3)
-    conv = EdgeTensorProduct(irreps_in, sh, natural_irreps(3, 3)).double()
+    conv = EdgeTensorProduct(irreps_in, sh, natural_irreps(3, 3), separate_paths=separate).double()
     N, E = 5, 12
     x = torch.randn(N, irreps_in.dim, dtype=torch.float64)
     y = o3.spherical_harmonics(sh, torch.randn(E, 3, dtype=torch.float64), normalize=True, normalization="component")
@@ -138,6 +139,27 @@ def test_edge_tensor_product_matches_e3nn(float64_default):
     got = from_ir_mul(conv(to_ir_mul(x, irreps_in), y, w, src, dst, N), conv.irreps_out)
     want = torch.zeros(N, conv.irreps_out.dim, dtype=torch.float64).index_add_(0, dst, conv.tp(x[src], y, w))
     torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+def test_separate_paths_summed_per_irrep_equal_the_summed_product(float64_default):
+    """mace-torch's layout (one slot per coupling path) carries the same terms as phizoo's default
+    (paths into one irrep summed on the edge): adding up the slots of each irrep gives it back."""
+    torch.manual_seed(8)
+    irreps_in, sh, out = natural_irreps(3, 1), o3.Irreps.spherical_harmonics(2), natural_irreps(3, 2)
+    summed, separate = EdgeTensorProduct(irreps_in, sh, out), EdgeTensorProduct(irreps_in, sh, out, separate_paths=True)
+    assert separate.irreps_out.num_irreps == 3 * summed.num_paths and separate.weight_numel == summed.weight_numel
+    N, E = 4, 10
+    x = to_ir_mul(torch.randn(N, irreps_in.dim), irreps_in)
+    y = o3.spherical_harmonics(sh, torch.randn(E, 3), normalize=True, normalization="component")
+    w = torch.randn(E, summed.weight_numel)
+    src, dst = torch.randint(0, N, (E,)), torch.randint(0, N, (E,))
+    # e3nn's "element" path normalisation divides a summed irrep by √(paths into it); undo that
+    got = from_ir_mul(separate(x, y, w, src, dst, N), separate.irreps_out)
+    want = from_ir_mul(summed(x, y, w, src, dst, N), out)
+    slots = separate.irreps_out.slices()
+    for i, (_, ir) in enumerate(out):
+        parts = [got[:, slots[p]] for p, (_, irp) in enumerate(separate.irreps_out) if irp == ir]
+        torch.testing.assert_close(sum(parts) / len(parts) ** 0.5, want[:, out.slices()[i]], atol=1e-12, rtol=1e-12)
 
 
 def test_fused_kernels_keep_exact_cg_after_float32_to_float64():
@@ -306,3 +328,36 @@ def test_presets_use_onehot_elements_and_comparable_size():
         m = phizoo.build_model("mace", preset=preset)
         assert m.backbone.elements == [1, 6, 7, 8, 9, 15, 16, 17] and m.backbone.element_embedding is None
         assert lo <= m.num_parameters() <= hi, (preset, m.num_parameters())
+
+
+def test_path_scaling_changes_the_parameterisation_not_the_initial_function(float64_default):
+    """``path_scaling="init"`` (mace-torch's) moves e3nn's constant path weights 1/√count into the
+    initial weights: the same product basis at initialisation, unit path constants."""
+    irreps_a, irreps_out = natural_irreps(4, 2), natural_irreps(4, 1)
+    outs = []
+    for scaling in ("constant", "init"):
+        torch.manual_seed(0)
+        basis = SymmetricProductBasis(irreps_a, irreps_out, 3, 3, onehot=True, path_scaling=scaling)
+        consts = {round(ins.path_weight / math.sqrt(basis.irreps_out[ins.i_out].ir.dim), 12)
+                  for ins in basis.final.instructions}
+        assert (consts == {1.0}) == (scaling == "init")
+        torch.manual_seed(1)
+        outs.append(basis(torch.randn(5, irreps_a.dim), torch.eye(3)[[0, 1, 2, 0, 1]]))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-12, rtol=1e-12)
+    with pytest.raises(ValueError, match="path_scaling"):
+        SymmetricProductBasis(irreps_a, irreps_out, 3, 3, path_scaling="none")
+
+
+def test_specs_saved_before_the_new_options_rebuild_the_old_model():
+    """Weights saved before ``separate_paths``/``path_scaling`` existed were trained with summed edge
+    paths and constant path weights; their spec (without the keys) must rebuild exactly that."""
+    from phizoo.registry import build_from_spec
+
+    new = phizoo.build_model("mace", preset="test")
+    assert new.spec["backbone"]["separate_paths"] is True and new.spec["backbone"]["path_scaling"] == "init"
+    old_spec = {**new.spec, "backbone": {k: v for k, v in new.spec["backbone"].items()
+                                         if k not in ("separate_paths", "path_scaling")}}
+    old = build_from_spec(old_spec)
+    assert old.backbone.layers[1].conv.irreps_out == old.backbone.irreps_a  # layer 2: 0e+1o in, 7 paths
+    assert len(new.backbone.layers[1].conv.irreps_out) == 7 > len(new.backbone.irreps_a)
+    assert old.backbone.layers[0].product.final.instructions != new.backbone.layers[0].product.final.instructions
