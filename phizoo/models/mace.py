@@ -11,9 +11,10 @@ embedding, ``K x (0e + 1o + ... + L_hidden)`` between layers (natural parity, as
 
    ``Y`` = real spherical harmonics up to ``max_ell`` (e3nn, component normalisation),
    ``R`` = radial MLP (e3nn ``FullyConnectedNet``, no biases) on Bessel functions times the
-   polynomial envelope, one weight per channel and coupling path ``(l1, l2) -> l3``. As in the
-   paper, paths into the same ``l3`` are summed on the edge (mace-torch keeps them apart until
-   the linear after aggregation: 3x the per-edge memory at ``L_hidden = 1``). ``A`` has irreps
+   polynomial envelope, one weight per channel and coupling path ``(l1, l2) -> l3``. Every path
+   keeps its own slot until the ``Linear`` after aggregation (mace-torch's ``irreps_mid``;
+   ``separate_paths=False`` sums the paths into each ``l3`` on the edge, as in the paper's eq. 8:
+   less memory, a few per cent less accurate in the parity runs). ``A`` has irreps
    ``K x (0e + 1o + 2e + 3o)`` for ``max_ell = 3``.
 
 2. symmetric product basis of correlation order ``ν`` (MACE's "symmetric contraction"),
@@ -43,9 +44,9 @@ further. Element attributes ``attr(z)``: a one-hot over ``elements`` (exactly ma
 embedding of every Z (a rank-``element_dim`` factorisation of the per-element weights; any Z in
 1..118 is accepted).
 
-Readout (in ``Potential``): ``features`` = the scalars of every layer concatenated (mace-torch
-sums one readout per layer; an MLP on the concatenation contains that), ``layer_features`` =
-each layer's scalars, for the Φ-Module.
+Readout (in ``Potential``; the presets set ``readout: per_layer``, mace-torch's): a linear readout
+of each layer's scalars but the last plus a bias-free MLP on the last. ``features`` = the scalars of
+every layer concatenated, ``layer_features`` = each layer's scalars (readout and Φ-Module input).
 
 Evaluation: the e3nn tensor products define the functions; by default (``fused=True``) they are
 evaluated by :class:`EdgeTensorProduct` and :class:`ChannelwiseTP` in a cheaper order, with
@@ -105,6 +106,10 @@ class MACE(Backbone):
             ``fit_data_statistics`` sets from the training split).
         elements: atomic numbers with a one-hot attribute each (mace-torch's node_attrs); ``None`` =
             a learned ``element_dim`` embedding of every Z in 1..118.
+        fused: evaluate the tensor products with phizoo's fused kernels (``False``: e3nn's own).
+        separate_paths: keep the edge coupling paths apart until the linear after aggregation.
+        path_scaling: ``"init"`` puts the product basis' per-order normalisation into the initial
+            weights (mace-torch's parameterisation), ``"constant"`` into fixed path weights.
     """
 
     # specs saved before these options existed: edge paths summed, path normalisation as constants

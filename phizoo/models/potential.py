@@ -56,6 +56,9 @@ class Potential(nn.Module):
         backbone: a ``Backbone``.
         phi: a Φ head (``phizoo.heads.phi.module.build_phi``) or ``None``.
         spec: how to rebuild this model (registry name and hyperparameters); saved with weights.
+        head_hidden: hidden width of the energy MLP. readout: ``"mlp"`` (ε_i = MLP of the
+            concatenated layer scalars) or ``"per_layer"`` (mace-torch's: a linear readout per layer
+            plus a bias-free MLP on the last layer's scalars, summed).
     """
 
     def __init__(self, backbone: Backbone, phi: nn.Module | None = None, spec: dict[str, Any] | None = None,
