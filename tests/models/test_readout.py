@@ -28,12 +28,12 @@ def test_per_layer_readout_is_the_sum_of_layer_readouts(name):
 
 
 def test_readout_travels_with_the_spec_and_loads_strictly():
-    model = phizoo.build_model("mace", preset="test", readout="per_layer")
+    model = phizoo.build_model("painn", preset="test", readout="per_layer")
     assert model.spec["potential"]["readout"] == "per_layer"
     rebuilt = build_from_spec(model.spec)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
-    with pytest.raises(RuntimeError, match="layer_readouts"):  # the default readout has no such weights
-        phizoo.build_model("mace", preset="test").load_state_dict(model.state_dict(), strict=True)
+    with pytest.raises(RuntimeError, match="layer_readouts"):  # the MLP readout has no such weights
+        phizoo.build_model("painn", preset="test", readout="mlp").load_state_dict(model.state_dict(), strict=True)
 
 
 def test_unknown_readout_is_refused():
