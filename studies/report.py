@@ -163,7 +163,8 @@ def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
     wall = time.perf_counter() - t0
     t_arr, e_arr = np.asarray(t), np.asarray(etot) - etot[0]
     slope = float(np.polyfit(t_arr, e_arr, 1)[0]) * 1e3 if len(t_arr) > 2 else None
-    return {"model": model_name, "phi": phi, "weights_sha256": _weights_sha256(model_name, phi), "status": status, "simulated_ps": float(t_arr[-1]),
+    return {"model": model_name, "phi": phi, "weights_sha256": _weights_sha256(model_name, phi), "status": status,
+            "simulated_ps": float(t_arr[-1]),
             "drift_meV_per_ps": slope, "drift_meV_per_ps_per_atom": slope / len(atoms) if slope is not None else None,
             "max_abs_dE_meV": float(np.abs(e_arr).max() * 1e3), "mean_temperature_K": float(np.mean(temp)),
             "ms_per_step": wall / max(dyn.nsteps, 1) * 1e3, "atoms": len(atoms), "steps": steps,
@@ -384,9 +385,13 @@ def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int =
     rows = collect_runs()
     summary = summarise(rows)
     jobs_charges = [(d, m) for d in ("qm9", "md22") for m in MODELS]
-    jobs_nve = [(m, phi, nve_steps) for m in nve_models for phi in (False, True)]
-    reused = [r for r in (previous_nve(*job) for job in jobs_nve) if r]
-    jobs_nve = [job for job in jobs_nve if not any((r["model"], r["phi"]) == job[:2] for r in reused)]
+    reused, jobs_nve = [], []
+    for job in [(m, phi, nve_steps) for m in nve_models for phi in (False, True)]:
+        previous = previous_nve(*job)
+        if previous:
+            reused.append(previous)
+        else:
+            jobs_nve.append(job)
     import multiprocessing
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_single_thread) as pool:

@@ -80,7 +80,8 @@ class Potential(nn.Module):
         else:
             self.head = mlp([dims[-1], head_hidden or max(dims[-1] // 2, 1), 1], bias=False)
             self.layer_readouts = nn.ModuleList(nn.Linear(d, 1, bias=False) for d in dims[:-1])
-            for lin in [*self.layer_readouts, *self.head[::2]]:  # e3nn's o3.Linear init: N(0, 1/fan_in)
+            linears = [m for m in [*self.layer_readouts, *self.head] if isinstance(m, nn.Linear)]
+            for lin in linears:  # e3nn's o3.Linear init: N(0, 1/fan_in)
                 nn.init.normal_(lin.weight, std=lin.in_features ** -0.5)
         self.spec = dict(spec or {})
         self.neighbor_backend = neighbor_backend
