@@ -1,12 +1,13 @@
 """When does long range pay? Short-range vs Φ vs Coulomb heads on tasks that need long range.
 
-    python studies/long_range.py data [--tasks dimers ag3 carbon-chains point-charges]
+    python studies/long_range.py data [--tasks dimers ag3 carbon-chains nacl point-charges]
     python studies/long_range.py train --jobs 2 [--tasks dimers] [--models painn] [--variants base phi]
+    python studies/long_range.py nve --jobs 2  # NVE stability on the cluster and periodic tasks
     python studies/long_range.py report        # studies/results/long_range.{json,md} + plots
 
 Tasks (``phizoo data generate``, docs/datasets/long-range.md): charged and polar ``dimers`` pulled
 apart beyond the cutoff, ``ag3`` (Ag3+ / Ag3− at identical geometries), ``carbon-chains``
-(C10H2 / C10H3+), ``point-charges`` (LES's periodic ±1 e liquid, exact Ewald + Born–Mayer).
+(C10H2 / C10H3+), ``nacl`` (Na9Cl8+ / Na8Cl8, the same positions but one corner Na), ``point-charges`` (LES's periodic ±1 e liquid, exact Ewald + Born–Mayer).
 
 Variants, at equal budget on the same splits: ``base`` (short-range backbone), ``phi`` (continuous
 Φ, the default), ``phi-paper`` (the paper's k modes per component; molecules only), ``coulomb``
@@ -22,6 +23,12 @@ Each process uses one thread.
 ``eval.json`` holds the test errors (energy MAE meV, force MAE meV/Å), per-frame energy errors with
 each frame's ``meta`` (the dimer separation), and for the Coulomb variants the latent charges
 against the reference charges (MAE e, Pearson r).
+
+NVE (``nve``): on the cluster and periodic tasks (``Task.nve_temperature``), every variant's
+full-size seed-0 PaiNN run is integrated for 10 ps (velocity Verlet, 1 fs, float64 weights,
+:func:`phizoo.eval.nve_stability`) from the first test frame; ``nve.json`` beside ``eval.json``
+holds the status, drift and largest excursion of the total energy. It is redone only when the
+checkpoint's weights (sha256) change.
 """
 from __future__ import annotations
 
@@ -53,6 +60,7 @@ class Task:
     charged: bool = True
     periodic: bool = False
     cheap: bool = False                # all four backbones at the full size
+    nve_temperature: float | None = None  # K: an NVE stability run (cluster and periodic tasks)
     loss: dict = field(default_factory=lambda: {"energy": 0.2, "forces": 0.8, "per_atom_energy": False})
 
 
@@ -60,10 +68,11 @@ class Task:
 # plan is ~25–35 runs); the point charges (128 ions per frame) are ~10× dearer per epoch.
 TASKS = {
     "dimers": Task(LR_DATA / "dimers.lmdb", ("dimers", "--curves", "8", "--points", "12"), 60, 16),
-    "ag3": Task(LR_DATA / "ag3.lmdb", ("ag3", "--geometries", "500"), 60, 16, cheap=True),
+    "ag3": Task(LR_DATA / "ag3.lmdb", ("ag3", "--geometries", "500"), 60, 16, cheap=True, nve_temperature=300.0),
     "carbon-chains": Task(LR_DATA / "carbon_chains.lmdb", ("carbon-chains", "--frames", "1000"), 40, 16),
+    "nacl": Task(LR_DATA / "nacl.lmdb", ("nacl", "--geometries", "500"), 40, 16, nve_temperature=300.0),
     "point-charges": Task(LR_DATA / "point_charges.lmdb", ("point-charges", "--frames", "1000"), 10, 4,
-                          charged=False, periodic=True),
+                          charged=False, periodic=True, nve_temperature=1500.0),
 }
 VARIANTS = {
     "base": {},
@@ -73,6 +82,7 @@ VARIANTS = {
     "phi+coulomb": {"phi": True, "coulomb": True},
 }
 FRACTIONS = (0.25, 0.5, 1.0)
+NVE = {"steps": 10000, "timestep_fs": 1.0, "record_every": 20}
 
 
 def variants_for(task: str) -> list[str]:
@@ -179,6 +189,40 @@ def evaluate(stem: Path, ds, indices: list[int]) -> dict:
     return res
 
 
+def nve_one(task: str, model: str, variant: str) -> dict | None:
+    """NVE stability of the full-size seed-0 run (module docstring); reuses ``nve.json`` when the
+    weights are unchanged."""
+    import torch
+    from ase import Atoms
+
+    from phizoo.eval import nve_stability
+    from phizoo.pretrained import load_checkpoint
+    from phizoo.train.data import open_dataset, split_indices
+
+    out = run_dir(task, model, variant, 1.0, 0)
+    if not (out / "eval.json").exists():
+        return None
+    sha = json.loads((out / "best.json").read_text())["integrity"]["weights_sha256"]
+    done = out / "nve.json"
+    if done.exists() and json.loads(done.read_text()).get("weights_sha256") == sha:
+        return json.loads(done.read_text())
+    torch.set_num_threads(1)
+    ds = open_dataset(TASKS[task].path)
+    rec = ds.get_record(int(split_indices(ds, "test")[0]))
+    atoms = Atoms(numbers=rec["z"], positions=rec["pos"], cell=np.reshape(rec.get("cell", np.zeros(9)), (3, 3)),
+                  pbc=np.reshape(rec.get("pbc", np.zeros(3, bool)), 3))
+    for key in ("total_charge", "spin"):
+        if key in rec:
+            atoms.info["charge" if key == "total_charge" else key] = float(rec[key][0])
+    result = nve_stability(load_checkpoint(out / "best", dtype=torch.float64).eval(), atoms,
+                           temperature_K=TASKS[task].nve_temperature, **NVE)
+    result.update(task=task, model=model, variant=variant, weights_sha256=sha, frame=rec.get("meta"))
+    tmp = done.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(result) + "\n")
+    tmp.replace(done)
+    return result
+
+
 # ----------------------------------------------------------------------------- driver
 
 def generate(tasks) -> None:
@@ -214,9 +258,24 @@ def train(jobs: int, tasks=None, models=None, variants=None) -> None:
             print(msg, flush=True)
 
 
+def nve(jobs: int, tasks=None, variants=None) -> None:
+    todo = [(t, "painn", v) for t in tasks or TASKS if TASKS[t].nve_temperature for v in variants or variants_for(t)
+            if (run_dir(t, "painn", v, 1.0, 0) / "eval.json").exists()]
+    print(f"{len(todo)} NVE runs, {jobs} at a time", flush=True)
+
+    def one(r):
+        t0 = time.time()
+        rc = subprocess.run([sys.executable, __file__, "nve-worker", *r], cwd=ROOT, env=_one_thread()).returncode
+        return f"NVE {'/'.join(r)}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.time() - t0:.0f} s"
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for msg in pool.map(one, todo):
+            print(msg, flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("step", choices=["data", "train", "report", "worker"])
+    p.add_argument("step", choices=["data", "train", "nve", "report", "worker", "nve-worker"])
     p.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--tasks", nargs="+", choices=list(TASKS))
@@ -226,6 +285,10 @@ def main(argv=None) -> int:
     if a.step == "worker":
         task, model, variant, fraction, seed = a.args
         run_one(task, model, variant, float(fraction), int(seed))
+    elif a.step == "nve-worker":
+        nve_one(*a.args)
+    elif a.step == "nve":
+        nve(a.jobs, a.tasks, a.variants)
     elif a.step == "data":
         generate(a.tasks or [t for t in TASKS if t != "point-charges"])
     elif a.step == "train":

@@ -1,10 +1,11 @@
 """The long-range study's report: tables and plots from the finished runs' ``eval.json``.
 
-Writes ``studies/results/long_range.json`` (every run's test errors), ``studies/results/long_range.md``
+Writes ``studies/results/long_range.json`` (every run's test errors and NVE measures), ``studies/results/long_range.md``
 (per task: test energy and force MAE of every variant, mean ± sample std over seeds; learning
 curves; latent-charge agreement of the Coulomb variants) and the plots ``long_range_<task>.png``
 (learning curves) and ``long_range_dimers_separation.png`` (dimer energy error against the closest
-inter-monomer distance: where a short-range model stops seeing the partner).
+inter-monomer distance: where a short-range model stops seeing the partner); the NVE stability of
+the cluster and periodic tasks from each run's ``nve.json``.
 """
 from __future__ import annotations
 
@@ -52,6 +53,28 @@ def table(rows: list[dict], task: str) -> list[str]:
         qs = f"{np.mean([c['mae_e'] for c in q]):.3f}, {np.mean([c['pearson_r'] for c in q]):.2f}" if q else "–"
         out.append(f"| {model} | {variant} | {len(rs)} | {_mean_std(r['energy_mae_meV'] for r in rs)} | "
                    f"{_mean_std(r['forces_mae_meV_per_A'] for r in rs)} | {qs} |")
+    return out
+
+
+def collect_nve() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/*/nve.json"))]
+
+
+def nve_table(runs: list[dict], task: str) -> list[str]:
+    sel = sorted((r for r in runs if r["task"] == task), key=lambda r: (r["model"], list(VARIANTS).index(r["variant"])))
+    if not sel:
+        return []
+    r0 = sel[0]
+    out = [f"NVE: velocity Verlet, {r0['timestep_fs']:g} fs, {r0['steps'] * r0['timestep_fs'] / 1000:g} ps, float64 "
+           f"weights, from the first test frame ({r0['atoms']} atoms) with {r0['temperature_K']:.0f} K "
+           "Maxwell–Boltzmann velocities; drift = slope of a line fitted to the total energy.", "",
+           "| model | variant | status | drift (meV/ps) | largest excursion (meV) | mean T (K) | ms/step |",
+           "|---|---|---|---:|---:|---:|---:|"]
+    for r in sel:
+        drift = "–" if r["drift_meV_per_ps"] is None else f"{r['drift_meV_per_ps']:+.2f}"
+        excursion = "–" if r["max_abs_dE_meV"] is None else f"{r['max_abs_dE_meV']:.1f}"
+        out.append(f"| {r['model']} | {r['variant']} | {r['status']} | {drift} | {excursion} | "
+                   f"{r['mean_temperature_K']:.0f} | {r['ms_per_step']:.1f} |")
     return out
 
 
@@ -174,6 +197,7 @@ def update_readme(lines: list[str], readme: Path = ROOT / "README.md") -> None:
 def report() -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = collect()
+    nves = collect_nve()
     L = ["# When does long range help? (studies/long_range.py)", "",
          "Every number below comes from `python studies/long_range.py report`, from the runs under "
          f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + "."]
@@ -186,6 +210,9 @@ def report() -> Path:
         curve = learning_curves(rows, task)
         if curve:
             L += ["", f"![{task} learning curves]({os.path.relpath(curve, RESULTS)})"]
+        stability = nve_table(nves, task)
+        if stability:
+            L += [""] + stability
         if task == "dimers":
             sep = dimer_separation(rows)
             if sep:
@@ -194,7 +221,8 @@ def report() -> Path:
     L += ["", "## Each head against the short-range base (PaiNN, full training set)", ""] + table_lines
     update_readme(table_lines)
     slim = [{k: v for k, v in r.items() if k != "frames"} for r in rows]
-    (RESULTS / "long_range.json").write_text(json.dumps(slim, indent=1) + "\n")
+    nve_slim = [{k: v for k, v in r.items() if k != "_trace"} for r in nves]
+    (RESULTS / "long_range.json").write_text(json.dumps({"runs": slim, "nve": nve_slim}, indent=1) + "\n")
     out = RESULTS / "long_range.md"
     out.write_text("\n".join(L) + "\n")
     print(f"wrote {out}")

@@ -17,7 +17,8 @@ from phizoo.train.data import open_dataset, split_indices
 def tiny_task(tmp_path, monkeypatch):
     path = generate_point_charges(tmp_path / "pc.lmdb", 10, seed=1, progress=False, n_cations=8, n_anions=8,
                                   stride=4, equilibration=10, checkpoint_every=2)
-    task = lr.Task(path, ("point-charges",), epochs=1, batch_size=4, charged=False, periodic=True)
+    task = lr.Task(path, ("point-charges",), epochs=1, batch_size=4, charged=False, periodic=True,
+                   nve_temperature=1500.0)
     monkeypatch.setitem(lr.TASKS, "tiny", task)
     monkeypatch.setattr(lr, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(lr, "PRESET", "test")
@@ -53,3 +54,18 @@ def test_one_run_trains_and_evaluates(tiny_task, variant):
     errors = [1e3 * float(model(ds[i].clone())["energy"][0] - ds[i].energy[0]) for i in test]
     assert res["energy_mae_meV"] == pytest.approx(np.mean(np.abs(errors)), rel=1e-9)
     assert ("charges" in res) == (variant == "phi+coulomb")
+
+
+def test_nve_of_a_finished_run_is_written_once_per_weights(tiny_task, monkeypatch):
+    """NVE from the first test frame (a periodic cell of 16 ions); unchanged weights reuse nve.json."""
+    monkeypatch.setattr(lr, "NVE", {"steps": 20, "timestep_fs": 1.0, "record_every": 5})
+    assert lr.nve_one("tiny", "painn", "base") is None  # not trained yet
+    lr.run_one("tiny", "painn", "base", 1.0, 0)
+    res = lr.nve_one("tiny", "painn", "base")
+    saved = json.loads((lr.run_dir("tiny", "painn", "base", 1.0, 0) / "nve.json").read_text())
+    assert saved["status"] == res["status"] == "completed" and saved["atoms"] == 16
+    assert saved["temperature_K"] == 1500.0 and saved["simulated_ps"] == pytest.approx(0.02)
+    import phizoo.eval
+
+    monkeypatch.setattr(phizoo.eval, "nve_stability", lambda *a, **k: pytest.fail("rerun for unchanged weights"))
+    assert lr.nve_one("tiny", "painn", "base")["drift_meV_per_ps"] == saved["drift_meV_per_ps"]

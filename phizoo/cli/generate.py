@@ -4,6 +4,7 @@
     phizoo data generate dimers        -o data/lr/dimers.lmdb --curves 8 --points 12
     phizoo data generate ag3           -o data/lr/ag3.lmdb --geometries 500
     phizoo data generate carbon-chains -o data/lr/carbon_chains.lmdb --frames 1000
+    phizoo data generate nacl          -o data/lr/nacl.lmdb --geometries 500
 
 Added to ``phizoo data`` by :func:`add_parser` (this module has no ``register``: it is not a
 top-level command).
@@ -118,6 +119,18 @@ def add_parser(dsub) -> None:
     c.add_argument("--accuracy", type=_positive_float, default=1.0, help="tblite accuracy (default 1.0)")
     c.set_defaults(func=run_carbon_chains)
 
+    n = gsub.add_parser("nacl", help="Na9Cl8+ and Na8Cl8 clusters (same positions but one Na), GFN2-xTB",
+                        description="A 3x3x2 rock-salt block without one corner Cl (Na9Cl8+, GFN2-xTB optimised), "
+                                    "randomly distorted; each geometry computed as Na9Cl8+ (charge +1) and without "
+                                    "the opposite-corner Na as Na8Cl8 (charge 0), GFN2-xTB (tblite). Needs: pip "
+                                    "install phizoo[xtb]")
+    _common(n, "data/lr/nacl.lmdb")
+    n.add_argument("--geometries", type=_positive, default=500, help="distorted clusters; frames = 2 x this "
+                                                                      "(default 500)")
+    n.add_argument("--noise", type=float, default=0.1, help="Gaussian noise per coordinate, Å (default 0.1)")
+    n.add_argument("--accuracy", type=_positive_float, default=1.0, help="tblite accuracy (default 1.0)")
+    n.set_defaults(func=run_nacl)
+
 
 def _run(args, make, unit: str = "frame") -> int:
     import signal
@@ -197,5 +210,15 @@ def run_carbon_chains(args) -> int:
     def make():
         return generate_carbon_chains(args.output, args.frames, noise=args.noise, bend=args.bend,
                                       accuracy=args.accuracy, **_common_kwargs(args)), args.frames
+
+    return _run(args, make)
+
+
+def run_nacl(args) -> int:
+    from ..generate.lr.nacl import generate_nacl
+
+    def make():
+        return generate_nacl(args.output, args.geometries, noise=args.noise, accuracy=args.accuracy,
+                             **_common_kwargs(args)), 2 * args.geometries
 
     return _run(args, make)

@@ -36,7 +36,7 @@ def test_point_charges_command(tmp_path, capsys):
 @pytest.mark.parametrize("argv", [["point-charges", "--frames", "0"], ["point-charges", "--seed", "-1"],
                                   ["point-charges", "--box", "abc"], ["dimers", "--curves", "0"],
                                   ["dimers", "--split-by", "atom"], ["ag3", "--geometries", "-2"],
-                                  ["point-charges", "--box", "10", "--density", "0.03"]])
+                                  ["nacl", "--geometries", "0"], ["point-charges", "--box", "10", "--density", "0.03"]])
 def test_bad_options_are_argparse_errors(tmp_path, capsys, argv):
     with pytest.raises(SystemExit) as e:
         main(["data", "generate", argv[0], "-o", str(tmp_path / "x.lmdb"), *argv[1:]])
@@ -49,7 +49,7 @@ def test_bad_options_are_argparse_errors(tmp_path, capsys, argv):
 @needs_xtb
 def test_xtb_commands(tmp_path, capsys):
     for argv in (["dimers", "--curves", "1", "--points", "3", "--pairs", "water-water,nh4-water"],
-                 ["ag3", "--geometries", "2"], ["carbon-chains", "--frames", "2"]):
+                 ["ag3", "--geometries", "2"], ["carbon-chains", "--frames", "2"], ["nacl", "--geometries", "1"]):
         dest = tmp_path / f"{argv[0]}.lmdb"
         assert main(["data", "generate", argv[0], "-o", str(dest), *argv[1:], "-q"]) == 0, argv
         assert "GFN2-xTB (tblite" in capsys.readouterr().out

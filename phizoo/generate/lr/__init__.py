@@ -9,6 +9,8 @@
   :func:`phizoo.generate.lr.clusters.generate_carbon_chains` – Ag3⁺/Ag3⁻ (same geometries,
   opposite charges) and C10H2/C10H3⁺, GFN2-xTB (``phizoo data generate ag3`` /
   ``carbon-chains``).
+* :func:`phizoo.generate.lr.nacl.generate_nacl` – Na9Cl8⁺/Na8Cl8 clusters (the same positions
+  without one corner Na), GFN2-xTB (``phizoo data generate nacl``).
 
 Every generator writes through :func:`phizoo.data.convert.convert` (the converters' atomic,
 resumable LMDB writer): eV, Å, eV/Å, e; splits stored; the level of theory and every setting in

@@ -122,7 +122,8 @@ def group_split(groups: Sequence[Any], seed: int, what: str, fractions: Sequence
             where[keys[int(k)]] = name
     out = {name: np.array([i for i, g in enumerate(groups) if where[g] == name], dtype=np.int64)
            for name in ("train", "val", "test")}
-    return out, {"policy": f"shuffled train/val/test split of the {len(keys)} {what}s, {fractions[0]:.0%}/"
+    plural = what[:-1] + "ies" if what.endswith("y") else what + "s"
+    return out, {"policy": f"shuffled train/val/test split of the {len(keys)} {plural}, {fractions[0]:.0%}/"
                            f"{fractions[1]:.0%}/rest (numpy default_rng(seed).permutation); all frames of a "
                            f"{what} are in the same split"}
 

@@ -1,0 +1,53 @@
+"""``studies/long_range_report.py``: verdicts against the base, tables and NVE rows from run files."""
+import json
+
+import pytest
+
+import studies.long_range_report as rep
+
+
+def _row(variant, seed, energy, forces, task="dimers"):
+    return {"task": task, "model": "painn", "variant": variant, "n_train": 100, "seed": seed,
+            "energy_mae_meV": energy, "forces_mae_meV_per_A": forces, "frames": []}
+
+
+def test_verdict_needs_more_than_the_seed_spread_and_ten_percent():
+    rows = [_row("base", s, e, 50.0) for s, e in enumerate((95.0, 100.0, 105.0))]
+    rows += [_row("coulomb", s, e, 20.0) for s, e in enumerate((48.0, 50.0, 52.0))]       # clearly better
+    rows += [_row("phi", s, e, 50.0) for s, e in enumerate((92.0, 96.0, 100.0))]          # within the spread
+    rows += [_row("phi-paper", s, e, 70.0) for s, e in enumerate((140.0, 150.0, 160.0))]  # clearly worse
+    lines = {line.split("|")[2].strip(): line for line in rep.verdicts(rows)[2:]}
+    assert lines["coulomb"].endswith("| wins (3 seeds) |") and "50.0 vs 100.0" in lines["coulomb"]
+    assert lines["phi"].endswith("| ties (3 seeds) |")
+    assert lines["phi-paper"].endswith("| loses (3 seeds) |")
+
+
+def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    for variant, energy in (("base", 10.0), ("coulomb", 4.0)):
+        d = runs / "nacl" / f"painn-{variant}-n100-s0"
+        d.mkdir(parents=True)
+        (d / "eval.json").write_text(json.dumps(_row(variant, 0, energy, 30.0, task="nacl")))
+        (d / "nve.json").write_text(json.dumps({
+            "task": "nacl", "model": "painn", "variant": variant, "status": "completed", "steps": 10000,
+            "timestep_fs": 1.0, "atoms": 17, "temperature_K": 300.0, "drift_meV_per_ps": -0.012,
+            "max_abs_dE_meV": 3.25, "mean_temperature_K": 290.0, "ms_per_step": 8.0, "_trace": {}}))
+    monkeypatch.setattr(rep, "RUNS", runs)
+    monkeypatch.setattr(rep, "RESULTS", results)
+    monkeypatch.setattr(rep, "update_readme", lambda lines: None)
+    text = rep.report().read_text()
+    assert "| painn | coulomb | 1 | 4.0 | 30.0 | – |" in text
+    assert "| painn | base | completed | -0.01 | 3.2 | 290 | 8.0 |" in text and "10 ps" in text
+    saved = json.loads((results / "long_range.json").read_text())
+    assert len(saved["runs"]) == 2 and "_trace" not in saved["nve"][0]
+    assert "| nacl | coulomb | 4.0 vs 10.0 | 30.0 vs 30.0 | energy wins, forces ties (1 seed) |" in text
+
+
+@pytest.mark.parametrize("missing", ["start", "end"])
+def test_readme_block_is_left_alone_without_both_markers(tmp_path, missing):
+    readme = tmp_path / "README.md"
+    text = "intro\n" + ("" if missing == "start" else rep.README_START + "\n") + "old\n" + \
+        ("" if missing == "end" else rep.README_END + "\n")
+    readme.write_text(text)
+    rep.update_readme(["new"], readme)
+    assert readme.read_text() == text
