@@ -5,7 +5,8 @@ Writes ``studies/results/long_range.json`` (every run's test errors and NVE meas
 curves; latent-charge agreement of the Coulomb variants) and the plots ``long_range_<task>.png``
 (learning curves) and ``long_range_dimers_separation.png`` (dimer energy error against the closest
 inter-monomer distance: where a short-range model stops seeing the partner); the NVE stability of
-the cluster and periodic tasks from each run's ``nve.json``.
+the cluster and periodic tasks from each run's ``nve.json``. The same tables go into the block
+between the ``long-range-study`` markers of ``LEADERBOARD.md``, the verdict table into the README's.
 """
 from __future__ import annotations
 
@@ -179,47 +180,60 @@ def verdicts(rows: list[dict]) -> list[str]:
     return out
 
 
-README_START, README_END = "<!-- long-range-study:start -->", "<!-- long-range-study:end -->"
+BLOCK_START, BLOCK_END = "<!-- long-range-study:start -->", "<!-- long-range-study:end -->"
 
 
-def update_readme(lines: list[str], readme: Path = ROOT / "README.md") -> None:
-    """Replace the block between the markers in the README (written by this report only)."""
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        return
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    tmp = readme.with_suffix(".md.partial")
-    tmp.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
-    tmp.replace(readme)
+def replace_block(path: Path, lines: list[str]) -> bool:
+    """Replace the block between the markers in ``path`` (README.md: the verdict table;
+    LEADERBOARD.md: every table), written atomically; a file without both markers is left alone."""
+    text = path.read_text()
+    if BLOCK_START not in text or BLOCK_END not in text:
+        return False
+    head, rest = text.split(BLOCK_START, 1)
+    tail = rest.split(BLOCK_END, 1)[1]
+    tmp = path.with_suffix(".md.partial")
+    tmp.write_text(head + BLOCK_START + "\n" + "\n".join(lines) + "\n" + BLOCK_END + tail)
+    tmp.replace(path)
+    return True
 
 
-def report() -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = collect()
-    nves = collect_nve()
-    L = ["# When does long range help? (studies/long_range.py)", "",
-         "Every number below comes from `python studies/long_range.py report`, from the runs under "
-         f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + "."]
+def sections(rows: list[dict], nves: list[dict], base: Path, level: int) -> list[str]:
+    """Per task: the table, learning curves, NVE, the dimer plot; then the verdicts. Image links
+    relative to ``base``; headings at ``level``."""
+    h = "#" * level
+    L = []
     for task in TASKS:
         lines = table(rows, task)
         if not lines:
-            L += ["", f"## {task}", "", "No finished runs."]
+            L += ["", f"{h} {task}", "", "No finished runs."]
             continue
-        L += ["", f"## {task}", ""] + lines
+        L += ["", f"{h} {task}", ""] + lines
         curve = learning_curves(rows, task)
         if curve:
-            L += ["", f"![{task} learning curves]({os.path.relpath(curve, RESULTS)})"]
+            L += ["", f"![{task} learning curves]({os.path.relpath(curve, base)})"]
         stability = nve_table(nves, task)
         if stability:
             L += [""] + stability
         if task == "dimers":
             sep = dimer_separation(rows)
             if sep:
-                L += ["", f"![dimer error vs separation]({os.path.relpath(sep, RESULTS)})"]
-    table_lines = verdicts(rows)
-    L += ["", "## Each head against the short-range base (PaiNN, full training set)", ""] + table_lines
-    update_readme(table_lines)
+                L += ["", f"![dimer error vs separation]({os.path.relpath(sep, base)})"]
+    return L + ["", f"{h} Each head against the short-range base (PaiNN, full training set)", ""] + verdicts(rows)
+
+
+def report(readme: Path = ROOT / "README.md", leaderboard: Path = ROOT / "LEADERBOARD.md") -> Path:
+    """Write long_range.{md,json} and the plots; refresh the blocks in ``readme`` and ``leaderboard``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = collect()
+    nves = collect_nve()
+    intro = ("Every number below comes from `python studies/long_range.py report`, from the runs under "
+             f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + ".")
+    L = ["# When does long range help? (studies/long_range.py)", "", intro] + sections(rows, nves, RESULTS, 2)
+    if readme.exists():
+        replace_block(readme, verdicts(rows))
+    if leaderboard.exists():
+        replace_block(leaderboard, ["## When does long range help? (studies/long_range.py)", "", intro]
+                      + sections(rows, nves, leaderboard.parent, 3))
     slim = [{k: v for k, v in r.items() if k != "frames"} for r in rows]
     nve_slim = [{k: v for k, v in r.items() if k != "_trace"} for r in nves]
     (RESULTS / "long_range.json").write_text(json.dumps({"runs": slim, "nve": nve_slim}, indent=1) + "\n")

@@ -122,12 +122,11 @@ def charge_agreement(dataset: str, model_name: str) -> dict | None:
 # ----------------------------------------------------------------------------- NVE
 
 def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
+    """10 ps NVE of the seed-0 MD22-xTB run (:func:`phizoo.eval.nve_stability`) from the first test frame."""
     import torch
-    from ase import Atoms, units
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
-    from ase.md.verlet import VelocityVerlet
+    from ase import Atoms
 
-    from phizoo.calculator import PhiZooCalculator
+    from phizoo.eval import nve_stability
     from phizoo.pretrained import load_checkpoint
     from phizoo.train.data import open_dataset, split_indices
 
@@ -139,36 +138,9 @@ def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
     ds = open_dataset(DATA["md22"])
     frame = ds[split_indices(ds, "test")[0]]
     atoms = Atoms(numbers=frame.z.numpy(), positions=frame.pos.double().numpy())
-    atoms.calc = PhiZooCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=NVE_TEMPERATURE_K, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    ZeroRotation(atoms)
-    dyn = VelocityVerlet(atoms, timestep=NVE_TIMESTEP_FS * units.fs)
-    t, etot, temp = [], [], []
-
-    def record():
-        e = atoms.get_potential_energy() + atoms.get_kinetic_energy()
-        t.append(dyn.nsteps * NVE_TIMESTEP_FS / 1000.0)
-        etot.append(e)
-        temp.append(atoms.get_temperature())
-
-    dyn.attach(record, interval=NVE_RECORD_EVERY)
-    t0 = time.perf_counter()
-    status = "completed"
-    for _ in range(steps // NVE_RECORD_EVERY):
-        dyn.run(NVE_RECORD_EVERY)
-        if not np.isfinite(etot[-1]) or abs(etot[-1] - etot[0]) > 10.0:
-            status = f"stopped at {t[-1]:.2f} ps: |ΔE| > 10 eV or not finite"
-            break
-    wall = time.perf_counter() - t0
-    t_arr, e_arr = np.asarray(t), np.asarray(etot) - etot[0]
-    slope = float(np.polyfit(t_arr, e_arr, 1)[0]) * 1e3 if len(t_arr) > 2 else None
-    return {"model": model_name, "phi": phi, "weights_sha256": _weights_sha256(model_name, phi), "status": status,
-            "simulated_ps": float(t_arr[-1]),
-            "drift_meV_per_ps": slope, "drift_meV_per_ps_per_atom": slope / len(atoms) if slope is not None else None,
-            "max_abs_dE_meV": float(np.abs(e_arr).max() * 1e3), "mean_temperature_K": float(np.mean(temp)),
-            "ms_per_step": wall / max(dyn.nsteps, 1) * 1e3, "atoms": len(atoms), "steps": steps,
-            "_trace": {"t_ps": t_arr.tolist(), "dE_meV": (e_arr * 1e3).tolist()}}
+    result = nve_stability(model, atoms, steps=steps, timestep_fs=NVE_TIMESTEP_FS, temperature_K=NVE_TEMPERATURE_K,
+                           record_every=NVE_RECORD_EVERY)
+    return {"model": model_name, "phi": phi, "weights_sha256": _weights_sha256(model_name, phi), **result}
 
 
 def _nve_job(args):
@@ -377,6 +349,17 @@ def markdown(summary, charges, nves, boards, plots, hardware) -> str:
     return "\n".join(L) + "\n"
 
 
+def long_range_block(leaderboard: Path) -> str:
+    """The long-range study's block of ``leaderboard`` (written by ``studies/long_range.py report``),
+    kept as it is; empty markers when there is none yet."""
+    from studies.long_range_report import BLOCK_END, BLOCK_START
+
+    text = leaderboard.read_text() if leaderboard.exists() else ""
+    if BLOCK_START in text and BLOCK_END in text.split(BLOCK_START, 1)[1]:
+        return "\n" + BLOCK_START + text.split(BLOCK_START, 1)[1].split(BLOCK_END, 1)[0] + BLOCK_END + "\n"
+    return f"\n{BLOCK_START}\n(run `python studies/long_range.py report`)\n{BLOCK_END}\n"
+
+
 def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int = 2, nve_steps: int = NVE_STEPS,
            output: Path | None = None) -> Path:
     from phizoo.train.outputs import hardware
@@ -407,7 +390,7 @@ def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int =
     (RESULTS / "study.json").write_text(json.dumps({"runs": rows, "summary": summary, "charges": strip(charges),
                                                     "nve": strip(nves), "hardware": hw}, indent=2) + "\n")
     out = output or ROOT / "LEADERBOARD.md"
-    out.write_text(markdown(summary, charges, nves, boards, plots, hw_text))
+    out.write_text(markdown(summary, charges, nves, boards, plots, hw_text) + long_range_block(out))
     print(f"wrote {out} and {RESULTS}/")
     return out
 

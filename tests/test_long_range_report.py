@@ -34,8 +34,12 @@ def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
             "max_abs_dE_meV": 3.25, "mean_temperature_K": 290.0, "ms_per_step": 8.0, "_trace": {}}))
     monkeypatch.setattr(rep, "RUNS", runs)
     monkeypatch.setattr(rep, "RESULTS", results)
-    monkeypatch.setattr(rep, "update_readme", lambda lines: None)
-    text = rep.report().read_text()
+    board = tmp_path / "LEADERBOARD.md"
+    board.write_text(f"# Leaderboard\n\nother tables\n\n{rep.BLOCK_START}\nstale\n{rep.BLOCK_END}\n")
+    text = rep.report(readme=tmp_path / "absent.md", leaderboard=board).read_text()
+    block = board.read_text()
+    assert block.startswith("# Leaderboard\n\nother tables\n") and "stale" not in block
+    assert "### nacl" in block and "| painn | base | completed | -0.01 | 3.2 | 290 | 8.0 |" in block
     assert "| painn | coulomb | 1 | 4.0 | 30.0 | – |" in text
     assert "| painn | base | completed | -0.01 | 3.2 | 290 | 8.0 |" in text and "10 ps" in text
     saved = json.loads((results / "long_range.json").read_text())
@@ -46,8 +50,8 @@ def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
 @pytest.mark.parametrize("missing", ["start", "end"])
 def test_readme_block_is_left_alone_without_both_markers(tmp_path, missing):
     readme = tmp_path / "README.md"
-    text = "intro\n" + ("" if missing == "start" else rep.README_START + "\n") + "old\n" + \
-        ("" if missing == "end" else rep.README_END + "\n")
+    text = "intro\n" + ("" if missing == "start" else rep.BLOCK_START + "\n") + "old\n" + \
+        ("" if missing == "end" else rep.BLOCK_END + "\n")
     readme.write_text(text)
-    rep.update_readme(["new"], readme)
+    assert not rep.replace_block(readme, ["new"])
     assert readme.read_text() == text
