@@ -382,10 +382,12 @@ def report(nve_models: tuple[str, ...] = ("painn", "e2gnn", "mace"), jobs: int =
         nves = reused + [r for r in pool.map(_nve_job, jobs_nve) if r]
     nves.sort(key=lambda r: (nve_models.index(r["model"]), r["phi"]))
     _single_thread()
+    load = os.getloadavg()[0]  # the leaderboards' timings are only as clean as the machine is idle
     boards = leaderboards()
     plots = _plots(summary, charges, nves)
     hw = hardware()
-    hw_text = f"{hw.get('cpu', 'CPU')}, {hw.get('cpu_count')} cores, torch {hw.get('torch')}"
+    hw_text = (f"{hw.get('cpu', 'CPU')}, {hw.get('cpu_count')} cores, torch {hw.get('torch')}; 1-minute load average "
+               f"{load:.1f} when the leaderboards were timed")
     strip = lambda items: [{k: v for k, v in x.items() if k != "_scatter"} for x in items]  # noqa: E731
     (RESULTS / "study.json").write_text(json.dumps({"runs": rows, "summary": summary, "charges": strip(charges),
                                                     "nve": strip(nves), "hardware": hw}, indent=2) + "\n")
