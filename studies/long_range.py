@@ -238,19 +238,17 @@ def _one_thread() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def train(jobs: int, tasks=None, models=None, variants=None) -> None:
-    runs = [r for r in plan(tasks, models, variants) if TASKS[r[0]].path.exists()]
-    todo = [r for r in runs if not (run_dir(*r) / "eval.json").exists()]
-    print(f"{len(runs)} runs planned, {len(todo)} to do, {jobs} at a time", flush=True)
-
+def _in_workers(jobs: int, step: str, todo: list[tuple], log_name: str) -> None:
+    """``python long_range.py <step> <args>`` for each args tuple in ``todo``, ``jobs`` at a time, one
+    thread each, output appended to ``<run dir>/<log_name>``."""
     def one(r):
-        out = run_dir(*r)
+        out = run_dir(*r) if len(r) == 5 else run_dir(*r, 1.0, 0)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
-        with open(out / "train.log", "a") as log:
-            rc = subprocess.run([sys.executable, __file__, "worker", *map(str, r)], cwd=ROOT, env=_one_thread(),
+        with open(out / log_name, "a") as log:
+            rc = subprocess.run([sys.executable, __file__, step, *map(str, r)], cwd=ROOT, env=_one_thread(),
                                 stdout=log, stderr=subprocess.STDOUT).returncode
-        return f"{'/'.join(map(str, r))}: {'ok' if rc == 0 else f'FAILED (exit {rc}, see {out}/train.log)'} " \
+        return f"{step} {'/'.join(map(str, r))}: {'ok' if rc == 0 else f'FAILED (exit {rc}, see {out / log_name})'} " \
                f"in {time.time() - t0:.0f} s"
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -258,19 +256,18 @@ def train(jobs: int, tasks=None, models=None, variants=None) -> None:
             print(msg, flush=True)
 
 
+def train(jobs: int, tasks=None, models=None, variants=None) -> None:
+    runs = [r for r in plan(tasks, models, variants) if TASKS[r[0]].path.exists()]
+    todo = [r for r in runs if not (run_dir(*r) / "eval.json").exists()]
+    print(f"{len(runs)} runs planned, {len(todo)} to do, {jobs} at a time", flush=True)
+    _in_workers(jobs, "worker", todo, "train.log")
+
+
 def nve(jobs: int, tasks=None, variants=None) -> None:
     todo = [(t, "painn", v) for t in tasks or TASKS if TASKS[t].nve_temperature for v in variants or variants_for(t)
             if (run_dir(t, "painn", v, 1.0, 0) / "eval.json").exists()]
     print(f"{len(todo)} NVE runs, {jobs} at a time", flush=True)
-
-    def one(r):
-        t0 = time.time()
-        rc = subprocess.run([sys.executable, __file__, "nve-worker", *r], cwd=ROOT, env=_one_thread()).returncode
-        return f"NVE {'/'.join(r)}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.time() - t0:.0f} s"
-
-    with ThreadPoolExecutor(jobs) as pool:
-        for msg in pool.map(one, todo):
-            print(msg, flush=True)
+    _in_workers(jobs, "nve-worker", todo, "nve.log")
 
 
 def main(argv=None) -> int:
