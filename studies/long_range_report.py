@@ -71,11 +71,13 @@ def nve_table(runs: list[dict], task: str) -> list[str]:
            "Maxwell–Boltzmann velocities; drift = slope of a line fitted to the total energy.", "",
            "| model | variant | status | drift (meV/ps) | largest excursion (meV) | mean T (K) | ms/step |",
            "|---|---|---|---:|---:|---:|---:|"]
-    for r in sel:
-        drift = "–" if r["drift_meV_per_ps"] is None else f"{r['drift_meV_per_ps']:+.2f}"
-        excursion = "–" if r["max_abs_dE_meV"] is None else f"{r['max_abs_dE_meV']:.1f}"
-        out.append(f"| {r['model']} | {r['variant']} | {r['status']} | {drift} | {excursion} | "
-                   f"{r['mean_temperature_K']:.0f} | {r['ms_per_step']:.1f} |")
+    for r in sel:  # drift, excursion and temperature of a run that blew up mean nothing
+        done = r["status"] == "completed"
+        drift = f"{r['drift_meV_per_ps']:+.2f}" if done else "–"
+        excursion = f"{r['max_abs_dE_meV']:.1f}" if done else "–"
+        temperature = f"{r['mean_temperature_K']:.0f}" if done else "–"
+        out.append(f"| {r['model']} | {r['variant']} | {r['status'].replace('|', '')} | {drift} | {excursion} | "
+                   f"{temperature} | {r['ms_per_step']:.1f} |")
     return out
 
 

@@ -24,14 +24,15 @@ def test_verdict_needs_more_than_the_seed_spread_and_ten_percent():
 
 def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
     runs, results = tmp_path / "runs", tmp_path / "results"
-    for variant, energy in (("base", 10.0), ("coulomb", 4.0)):
+    for variant, energy in (("base", 10.0), ("coulomb", 4.0), ("phi", 9.0)):
         d = runs / "nacl" / f"painn-{variant}-n100-s0"
         d.mkdir(parents=True)
         (d / "eval.json").write_text(json.dumps(_row(variant, 0, energy, 30.0, task="nacl")))
         (d / "nve.json").write_text(json.dumps({
             "task": "nacl", "model": "painn", "variant": variant, "status": "completed", "steps": 10000,
             "timestep_fs": 1.0, "atoms": 17, "temperature_K": 300.0, "drift_meV_per_ps": -0.012,
-            "max_abs_dE_meV": 3.25, "mean_temperature_K": 290.0, "ms_per_step": 8.0, "_trace": {}}))
+            "max_abs_dE_meV": 3.25, "mean_temperature_K": 290.0, "ms_per_step": 8.0, "_trace": {}}
+            | ({"status": "stopped at 1.00 ps: |ΔE| > 10 eV", "mean_temperature_K": 1e9} if variant == "phi" else {})))
     monkeypatch.setattr(rep, "RUNS", runs)
     monkeypatch.setattr(rep, "RESULTS", results)
     board = tmp_path / "LEADERBOARD.md"
@@ -43,7 +44,8 @@ def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
     assert "| painn | coulomb | 1 | 4.0 | 30.0 | – |" in text
     assert "| painn | base | completed | -0.01 | 3.2 | 290 | 8.0 |" in text and "10 ps" in text
     saved = json.loads((results / "long_range.json").read_text())
-    assert len(saved["runs"]) == 2 and "_trace" not in saved["nve"][0]
+    assert "| painn | phi | stopped at 1.00 ps: ΔE > 10 eV | – | – | – | 8.0 |" in text  # no stray cell separators
+    assert len(saved["runs"]) == 3 and "_trace" not in saved["nve"][0]
     assert "| nacl | coulomb | 4.0 vs 10.0 | 30.0 vs 30.0 | energy wins, forces ties (1 seed) |" in text
 
 

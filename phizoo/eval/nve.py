@@ -7,7 +7,7 @@ drift, jumps or a blow-up. :func:`nve_stability` runs ASE's ``VelocityVerlet`` w
 :class:`phizoo.calculator.PhiZooCalculator` and reports
 
 * ``status``: ``"completed"``, or where and why it stopped (:math:`|ΔE_\mathrm{tot}|` above
-  ``max_dE_eV``, or a non-finite energy);
+  ``max_dE_eV``, or a non-finite energy; the message has no ``|``, so it fits a Markdown table);
 * ``drift_meV_per_ps``: the slope of a least-squares line through :math:`ΔE_\mathrm{tot}(t)`
   (meV/ps; also per atom);
 * ``max_abs_dE_meV``: the largest excursion :math:`\max_t |E_\mathrm{tot}(t) − E_\mathrm{tot}(0)|`;
@@ -59,7 +59,7 @@ def nve_stability(model, atoms, *, steps: int = 20000, timestep_fs: float = 0.5,
     for _ in range(int(steps) // record_every):
         dyn.run(record_every)
         if not np.isfinite(etot[-1]) or abs(etot[-1] - etot[0]) > max_dE_eV:
-            status = f"stopped at {t[-1]:.2f} ps: |ΔE| > {max_dE_eV:g} eV or not finite"
+            status = f"stopped at {t[-1]:.2f} ps: the total energy moved by more than {max_dE_eV:g} eV or is not finite"
             break
     wall = time.perf_counter() - t0
     t_arr, e_arr = np.asarray(t), np.asarray(etot) - etot[0]
