@@ -204,16 +204,17 @@ def nve_one(task: str, model: str, variant: str) -> dict | None:
         return None
     sha = json.loads((out / "best.json").read_text())["integrity"]["weights_sha256"]
     done = out / "nve.json"
-    if done.exists() and json.loads(done.read_text()).get("weights_sha256") == sha:
-        return json.loads(done.read_text())
+    previous = json.loads(done.read_text()) if done.exists() else {}
+    if previous.get("weights_sha256") == sha:
+        return previous
     torch.set_num_threads(1)
     ds = open_dataset(TASKS[task].path)
     rec = ds.get_record(int(split_indices(ds, "test")[0]))
     atoms = Atoms(numbers=rec["z"], positions=rec["pos"], cell=np.reshape(rec.get("cell", np.zeros(9)), (3, 3)),
                   pbc=np.reshape(rec.get("pbc", np.zeros(3, bool)), 3))
-    for key in ("total_charge", "spin"):
+    for key, info in (("total_charge", "charge"), ("spin", "spin")):  # as the ASE calculator reads them
         if key in rec:
-            atoms.info["charge" if key == "total_charge" else key] = float(rec[key][0])
+            atoms.info[info] = float(rec[key][0])
     result = nve_stability(load_checkpoint(out / "best", dtype=torch.float64).eval(), atoms,
                            temperature_K=TASKS[task].nve_temperature, **NVE)
     result.update(task=task, model=model, variant=variant, weights_sha256=sha, frame=rec.get("meta"))
@@ -238,11 +239,11 @@ def _one_thread() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
-def _in_workers(jobs: int, step: str, todo: list[tuple], log_name: str) -> None:
-    """``python long_range.py <step> <args>`` for each args tuple in ``todo``, ``jobs`` at a time, one
-    thread each, output appended to ``<run dir>/<log_name>``."""
-    def one(r):
-        out = run_dir(*r) if len(r) == 5 else run_dir(*r, 1.0, 0)
+def _in_workers(jobs: int, step: str, todo: list[tuple[tuple, Path]], log_name: str) -> None:
+    """``python long_range.py <step> <args>`` for each (args, run directory) in ``todo``, ``jobs`` at a
+    time, one thread each, output appended to ``<run directory>/<log_name>``."""
+    def one(item):
+        r, out = item
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         with open(out / log_name, "a") as log:
@@ -260,12 +261,13 @@ def train(jobs: int, tasks=None, models=None, variants=None) -> None:
     runs = [r for r in plan(tasks, models, variants) if TASKS[r[0]].path.exists()]
     todo = [r for r in runs if not (run_dir(*r) / "eval.json").exists()]
     print(f"{len(runs)} runs planned, {len(todo)} to do, {jobs} at a time", flush=True)
-    _in_workers(jobs, "worker", todo, "train.log")
+    _in_workers(jobs, "worker", [(r, run_dir(*r)) for r in todo], "train.log")
 
 
 def nve(jobs: int, tasks=None, variants=None) -> None:
-    todo = [(t, "painn", v) for t in tasks or TASKS if TASKS[t].nve_temperature for v in variants or variants_for(t)
-            if (run_dir(t, "painn", v, 1.0, 0) / "eval.json").exists()]
+    todo = [((t, "painn", v), run_dir(t, "painn", v, 1.0, 0)) for t in tasks or TASKS if TASKS[t].nve_temperature
+            for v in variants or variants_for(t)]
+    todo = [(r, out) for r, out in todo if (out / "eval.json").exists()]
     print(f"{len(todo)} NVE runs, {jobs} at a time", flush=True)
     _in_workers(jobs, "nve-worker", todo, "nve.log")
 

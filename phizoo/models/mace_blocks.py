@@ -71,6 +71,8 @@ class SymmetricProductBasis(nn.Module):
                  onehot: bool = False, fused: bool = True, path_scaling: str = "constant"):
         super().__init__()
         self.fused = fused
+        if path_scaling not in ("constant", "init"):
+            raise ValueError(f"path_scaling must be 'constant' or 'init', got {path_scaling!r}")
         if correlation < 1:
             raise ValueError(f"correlation must be >= 1, got {correlation}")
         irreps_a, irreps_out = o3.Irreps(irreps_a), o3.Irreps(irreps_out)
@@ -154,8 +156,6 @@ class SymmetricProductBasis(nn.Module):
         # weights start N(0, 1)/√count: the same function at initialisation, but each Adam step
         # (~lr per weight) moves the output √count times further
         norm = [1.0 / count[(p[0], ins[2])] for ins, p in zip(instr, self.paths)]
-        if path_scaling not in ("constant", "init"):
-            raise ValueError(f"path_scaling must be 'constant' or 'init', got {path_scaling!r}")
         instr = [ins + ((c if path_scaling == "constant" else 1.0),) for ins, c in zip(instr, norm)]
         self.irreps_in1 = o3.Irreps(in1_slots)
         self.final = o3.TensorProduct(self.irreps_in1, irreps_a, irreps_out, instr, irrep_normalization="component",

@@ -39,8 +39,9 @@ import numpy as np
 
 from ...data.convert import Structure
 from ...data.errors import DataError
-from .common import (GeneratedSource, frame_rng, frame_split, from_smiles, group_split, package_version,
-                     phizoo_version, rotation, tblite_version, write, xtb_optimise, xtb_structure, xtb_theory)
+from .common import (GeneratedSource, check_seed_and_accuracy, frame_rng, frame_split, from_smiles, group_split,
+                     package_version, phizoo_version, rotation, tblite_version, unpaired_electrons, write,
+                     xtb_optimise, xtb_structure, xtb_theory)
 
 AG_Z = 47
 BOND_RANGE = (2.4, 3.4)   # Å
@@ -48,17 +49,6 @@ ANGLE_RANGE = (40.0, 180.0)  # degrees
 MIN_BOND = 2.4
 AG3_ELECTRONIC_TEMPERATURE = 2000.0  # K
 CHAINS = {"C10H2": ("C#CC#CC#CC#CC#C", 0), "C10H3+": ("C=[C+]C#CC#CC#CC#C", 1)}
-
-
-def _check_common(seed, accuracy) -> None:
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise DataError(f"seed = {seed!r} must be a non-negative integer")
-    if not (np.isfinite(accuracy) and accuracy > 0):
-        raise DataError(f"accuracy = {accuracy} must be positive")
-
-
-def _uhf(z: np.ndarray, charge: int) -> int:
-    return int((int(np.sum(z)) - charge) % 2)
 
 
 def ag3_geometry(seed: int, g: int) -> tuple[np.ndarray, dict[str, float]]:
@@ -84,7 +74,7 @@ class Ag3Source(GeneratedSource):
 
     def __init__(self, geometries: int = 500, *, seed: int = 0, accuracy: float = 1.0,
                  electronic_temperature: float = AG3_ELECTRONIC_TEMPERATURE):
-        _check_common(seed, accuracy)
+        check_seed_and_accuracy(seed, accuracy)
         if not (np.isfinite(electronic_temperature) and 0 < electronic_temperature <= 50000):
             raise DataError(f"electronic_temperature = {electronic_temperature} K is out of range (0-50000 K)")
         self.electronic_temperature = float(electronic_temperature)
@@ -99,7 +89,7 @@ class Ag3Source(GeneratedSource):
         charge = 1 if k == 0 else -1
         x, shape = ag3_geometry(self.seed, g)
         z = np.full(3, AG_Z, dtype=np.int64)
-        return xtb_structure(z, x, charge, _uhf(z, charge), self.accuracy, id=f"ag3/{g}/{'+' if charge > 0 else '-'}",
+        return xtb_structure(z, x, charge, unpaired_electrons(z, charge), self.accuracy, id=f"ag3/{g}/{'+' if charge > 0 else '-'}",
                              where=self.where(i) + f" (geometry {g}, charge {charge:+d})",
                              meta={"geometry": g, **shape}, electronic_temperature=self.electronic_temperature)
 
@@ -129,7 +119,7 @@ class CarbonChainSource(GeneratedSource):
 
     def __init__(self, frames: int = 1000, *, seed: int = 0, noise: float = 0.02, bend: float = 0.2,
                  accuracy: float = 1.0):
-        _check_common(seed, accuracy)
+        check_seed_and_accuracy(seed, accuracy)
         for label, value in (("noise", noise), ("bend", bend)):
             if not (np.isfinite(value) and 0 <= value <= 1.0):
                 raise DataError(f"{label} = {value} Å is out of range (0-1 Å)")
@@ -163,7 +153,7 @@ class CarbonChainSource(GeneratedSource):
             a = rng.standard_normal(3) * self.bend / m
             x[:, axis] += np.sin(np.pi * m[None, :] * s[:, None]) @ a
         x = x @ rotation(rng).T
-        return xtb_structure(z, x, charge, _uhf(z, charge), self.accuracy, id=f"{species}/{k}",
+        return xtb_structure(z, x, charge, unpaired_electrons(z, charge), self.accuracy, id=f"{species}/{k}",
                              where=self.where(i) + f" ({species} {k})", meta={"species": species, "sample": k})
 
     def splits(self, n: int, seed: int):

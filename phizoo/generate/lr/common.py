@@ -256,6 +256,19 @@ def frame_rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *[int(k) for k in keys]])
 
 
+def check_seed_and_accuracy(seed, accuracy) -> None:
+    """One-line errors for a seed that is not a non-negative integer or a non-positive tblite accuracy."""
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise DataError(f"seed = {seed!r} must be a non-negative integer")
+    if not (np.isfinite(accuracy) and accuracy > 0):
+        raise DataError(f"accuracy = {accuracy} must be positive")
+
+
+def unpaired_electrons(z: np.ndarray, charge: int) -> int:
+    """Lowest number of unpaired electrons of atoms ``z`` at total charge ``charge``: 0 or 1."""
+    return int((int(np.sum(z)) - charge) % 2)
+
+
 def xtb_structure(z: np.ndarray, pos: np.ndarray, charge: int, uhf: int, accuracy: float, id: str, where: str,
                   meta: dict[str, Any], electronic_temperature: float | None = None) -> Structure:
     """One GFN2-xTB frame as a :class:`~phizoo.data.convert.Structure` (energy, forces, charges,

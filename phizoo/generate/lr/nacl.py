@@ -31,9 +31,9 @@ import numpy as np
 
 from ...data.convert import Structure
 from ...data.errors import DataError
-from .clusters import _check_common, _uhf
-from .common import (GeneratedSource, frame_rng, group_split, package_version, phizoo_version, rotation,
-                     tblite_version, write, xtb_optimise, xtb_structure, xtb_theory)
+from .common import (GeneratedSource, check_seed_and_accuracy, frame_rng, group_split, package_version,
+                     phizoo_version, rotation, tblite_version, unpaired_electrons, write, xtb_optimise,
+                     xtb_structure, xtb_theory)
 
 NA_Z, CL_Z = 11, 17
 SPACING = 2.82  # Å, the Na–Cl distance of the rock-salt crystal
@@ -55,7 +55,7 @@ class NaClClusterSource(GeneratedSource):
     fit_references = True
 
     def __init__(self, geometries: int = 500, *, seed: int = 0, noise: float = 0.1, accuracy: float = 1.0):
-        _check_common(seed, accuracy)
+        check_seed_and_accuracy(seed, accuracy)
         if not (np.isfinite(noise) and 0 <= noise <= 0.5):
             raise DataError(f"noise = {noise} Å is out of range (0-0.5 Å)")
         if isinstance(geometries, bool) or int(geometries) != geometries or geometries < 1:
@@ -89,7 +89,7 @@ class NaClClusterSource(GeneratedSource):
         if k == 1:
             z, x = np.delete(z, removed), np.delete(x, removed, axis=0)
         charge = SPECIES[species]
-        return xtb_structure(z, x, charge, _uhf(z, charge), self.accuracy, id=f"nacl/{g}/{species}",
+        return xtb_structure(z, x, charge, unpaired_electrons(z, charge), self.accuracy, id=f"nacl/{g}/{species}",
                              where=self.where(i) + f" (geometry {g}, {species})",
                              meta={"geometry": g, "species": species})
 
