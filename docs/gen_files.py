@@ -64,12 +64,12 @@ def cli_reference() -> str:
 
 def pretrained_table() -> str:
     """One row per manifest entry: test errors, parameters, epochs and training time from its card;
-    ``Φ`` says which formulation the weights use; ``status`` is the manifest's ``stale`` mark, if any."""
+    ``Φ`` says which formulation the weights use, ``Coulomb head`` its correction and charge training; ``status`` is the manifest's ``stale`` mark, if any."""
     import json
 
     manifest = json.loads((ROOT / "pretrained" / "manifest.json").read_text())
-    rows = ["| id | backbone | Φ | parameters | test energy MAE (meV) | test force MAE (meV/Å) | epochs | "
-            "training (min, 1 CPU thread) | status |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = ["| id | backbone | Φ | Coulomb head | parameters | test energy MAE (meV) | test force MAE (meV/Å) | "
+            "epochs | training (min, 1 CPU thread) | status |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for e in sorted(manifest["checkpoints"], key=lambda e: (e["dataset"] != "qm9", e["model"], e["phi"])):
         card = json.loads((ROOT / "pretrained" / e["card"]).read_text())
         test = card["metrics"]["test"]
@@ -78,7 +78,12 @@ def pretrained_table() -> str:
         if e["phi"]:
             opts = card["spec"].get("phi_options", {})
             phi = opts.get("formulation", "paper" if "k" in opts else "continuous")
-        rows.append(f"| `{e['id']}` | {e['model']} | {phi} | {card['num_parameters']:,} | "
+        coulomb = "–"
+        if card["spec"].get("coulomb"):
+            loss = card["hyperparameters"]["loss"]
+            coulomb = (f"{card['spec']['coulomb_options']['correction']} correction, "
+                       f"{'supervised' if loss.get('charges') or loss.get('dipole') else 'latent'} charges")
+        rows.append(f"| `{e['id']}` | {e['model']} | {phi} | {coulomb} | {card['num_parameters']:,} | "
                     f"{test['energy_mae_meV']:.1f} | {'–' if forces is None else f'{forces:.1f}'} | "
                     f"{card['training']['epochs_completed']} | {card['training']['time_s'] / 60:.1f} | "
                     f"{'stale: ' + e['stale'] if e.get('stale') else 'current'} |")

@@ -231,6 +231,8 @@ def _check_entry(e: Any, where: str) -> None:
         if not isinstance(e.get(key), typ):
             raise CheckpointError(f"{where}: key {key!r} is missing or not a {typ.__name__}; "
                                   "restore the shipped manifest")
+    if not isinstance(e.get("coulomb", False), bool):
+        raise CheckpointError(f"{where}: key 'coulomb' must be true or false; restore the shipped manifest")
     if not isinstance(e.get("stale", ""), str):
         raise CheckpointError(f"{where}: key 'stale' must be a string (why the checkpoint is out of date)")
     for key in ("weights", "card"):
@@ -258,18 +260,23 @@ def is_path_like(ref: str | Path) -> bool:
     return isinstance(ref, Path) or "/" in text or os.sep in text or Path(text).suffix in (".json", ".safetensors")
 
 
-def find_pretrained(name: str | None = None, phi: bool | None = None, pretrained: str = "default") -> dict[str, Any]:
+def find_pretrained(name: str | None = None, phi: bool | None = None, pretrained: str = "default",
+                    coulomb: bool = False) -> dict[str, Any]:
     """The manifest entry for ``pretrained`` (an entry id, a dataset name, or "default", the
-    latter two for model ``name`` with Φ flag ``phi``); ``CheckpointError`` listing what exists."""
+    latter two for model ``name`` with Φ flag ``phi`` and Coulomb-head flag ``coulomb``);
+    ``CheckpointError`` listing what exists. Entries without a ``coulomb`` key have no head."""
     entries = available_pretrained()
     matches = [e for e in entries if e["id"] == pretrained]
     if name is not None:
-        matches = [e for e in matches if e["model"] == name and e["phi"] == bool(phi)] or \
-            [e for e in entries if e["model"] == name and e["phi"] == bool(phi)
-             and (e["dataset"] == pretrained or (pretrained == "default" and e.get("default")))]
+        same = [e for e in entries if e["model"] == name and e["phi"] == bool(phi)
+                and e.get("coulomb", False) == bool(coulomb)]
+        matches = [e for e in matches if e in same] or \
+            [e for e in same if e["dataset"] == pretrained or (pretrained == "default" and e.get("default"))]
     if not matches:
-        listing = ", ".join(f"{e['model']}{'-phi' if e['phi'] else ''}[{e['dataset']}]" for e in entries) or "none"
-        what = f"model={name!r} phi={phi} pretrained={pretrained!r}" if name else f"id {pretrained!r}"
+        listing = ", ".join(f"{e['model']}{'-phi' if e['phi'] else ''}{'-coulomb' if e.get('coulomb') else ''}"
+                            f"[{e['dataset']}]" for e in entries) or "none"
+        what = f"model={name!r} phi={phi} coulomb={coulomb} pretrained={pretrained!r}" if name else \
+            f"id {pretrained!r}"
         raise CheckpointError(f"no pretrained weights for {what}; available: {listing}. Give a path (e.g. "
                               f"./{pretrained}.json) to load a checkpoint file, or use phizoo.build_model() "
                               f"for fresh weights.")
@@ -290,7 +297,7 @@ def load_pretrained(entry: dict[str, Any], device: str | torch.device = "cpu", d
 
 
 def load_model(name: str, phi: bool = True, pretrained: str = "default",
-               device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+               device: str | torch.device = "cpu", dtype: torch.dtype | None = None, coulomb: bool = False):
     """A ready model with shipped weights.
 
     Args:
@@ -301,6 +308,8 @@ def load_model(name: str, phi: bool = True, pretrained: str = "default",
             your own (with a directory or a ``.json``/``.safetensors`` suffix, e.g.
             ``runs/x/best`` or ``./mine.json``), which must hold model ``name`` with Φ ``phi``.
         device, dtype: where and in which precision to run (weights keep their values).
+        coulomb: the variant with the Coulomb head (``phizoo models --pretrained`` lists which
+            exist, e.g. ``load_model("painn", phi=False, coulomb=True)``: QM9 with Mulliken charges).
     """
     from .registry import backbone_class
 
@@ -308,12 +317,13 @@ def load_model(name: str, phi: bool = True, pretrained: str = "default",
     if is_path_like(pretrained):
         card, model = f"{_stem(pretrained)}.json", load_checkpoint(pretrained, device=device, dtype=dtype)
     else:
-        entry = find_pretrained(name, phi, pretrained)
+        entry = find_pretrained(name, phi, pretrained, coulomb)
         card, model = entry["card"], load_pretrained(entry, device=device, dtype=dtype)
     spec = model.card["spec"]
-    if spec["model"] != name or bool(spec["phi"]) != bool(phi):
-        raise CheckpointError(f"{card} holds model {spec['model']!r} with phi={spec['phi']}, "
-                              f"not the {name!r} with phi={phi} asked for")
+    has = (spec["model"], bool(spec["phi"]), bool(spec.get("coulomb")))
+    if has != (name, bool(phi), bool(coulomb)):
+        raise CheckpointError(f"{card} holds model {has[0]!r} with phi={has[1]} coulomb={has[2]}, "
+                              f"not the {name!r} with phi={phi} coulomb={coulomb} asked for")
     return model
 
 
@@ -330,6 +340,7 @@ def register_in_manifest(stem: str | Path, entry_id: str, dataset: str, default:
         "id": entry_id,
         "model": card["spec"]["model"],
         "phi": bool(card["spec"]["phi"]),
+        "coulomb": bool(card["spec"].get("coulomb")),
         "dataset": dataset,
         "default": bool(default),
         "weights": rel + ".safetensors",

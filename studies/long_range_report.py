@@ -54,6 +54,9 @@ def table(rows: list[dict], task: str) -> list[str]:
         qs = f"{np.mean([c['mae_e'] for c in q]):.3f}, {np.mean([c['pearson_r'] for c in q]):.2f}" if q else "–"
         out.append(f"| {model} | {variant} | {len(rs)} | {_mean_std(r['energy_mae_meV'] for r in rs)} | "
                    f"{_mean_std(r['forces_mae_meV_per_A'] for r in rs)} | {qs} |")
+    if any("sign" in (r.get("charges") or {}) for r in sel):
+        out += ["", "Every structure here is neutral, so the energy is even in the charges and cannot fix their "
+                "global sign: the MAE is taken after aligning it (r keeps the sign the model chose)."]
     return out
 
 

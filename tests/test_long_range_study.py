@@ -54,6 +54,13 @@ def test_one_run_trains_and_evaluates(tiny_task, variant):
     errors = [1e3 * float(model(ds[i].clone())["energy"][0] - ds[i].energy[0]) for i in test]
     assert res["energy_mae_meV"] == pytest.approx(np.mean(np.abs(errors)), rel=1e-9)
     assert ("charges" in res) == (variant == "phi+coulomb")
+    if "charges" in res:  # a neutral task: E(−q) = E(q), so the latent charges' sign is aligned first
+        q = np.concatenate([model(ds[i].clone())["coulomb_charges"].detach().numpy() for i in test])
+        ref = np.concatenate([ds[i].charges.numpy().reshape(-1) for i in test])
+        assert res["charges"]["sign"] == (1.0 if q @ ref >= 0 else -1.0)
+        assert res["charges"]["mae_e"] == pytest.approx(np.abs(res["charges"]["sign"] * q - ref).mean(), rel=1e-9)
+        assert res["charges"]["mae_e"] <= np.abs(q - ref).mean() + 1e-12
+        assert res["charges"]["pearson_r"] == pytest.approx(np.corrcoef(q, ref)[0, 1], rel=1e-6)
 
 
 def test_nve_of_a_finished_run_is_written_once_per_weights(tiny_task, monkeypatch):
@@ -69,3 +76,17 @@ def test_nve_of_a_finished_run_is_written_once_per_weights(tiny_task, monkeypatc
 
     monkeypatch.setattr(phizoo.eval, "nve_stability", lambda *a, **k: pytest.fail("rerun for unchanged weights"))
     assert lr.nve_one("tiny", "painn", "base")["drift_meV_per_ps"] == saved["drift_meV_per_ps"]
+
+
+@pytest.mark.parametrize("task", list(lr.TASKS))
+def test_data_commands_are_valid_phizoo_command_lines(task):
+    """Every task's data step parses with phizoo's own CLI, writes the task's LMDB, and the MD22
+    tasks convert the very .npz their xtb-md step writes."""
+    from phizoo.cli.main import build_parser
+
+    commands = lr.data_commands(lr.TASKS[task])
+    parsed = [build_parser().parse_args(c) for c in commands]
+    assert str(parsed[-1].output) == str(lr.TASKS[task].path)
+    if lr.TASKS[task].md22:
+        assert [c[1] for c in commands] == ["xtb-md", "convert"]
+        assert str(parsed[0].output) == parsed[1].src[0] and parsed[0].molecule == parsed[1].molecule

@@ -20,12 +20,14 @@ def run(args) -> int:
         if not entries:
             print("no pretrained checkpoints are shipped (pretrained/manifest.json is empty)")
             return 0
-        print(f"{'id':30s} {'model':7s} {'phi':5s} {'dataset':17s} {'test E MAE':>12s} {'test F MAE':>13s}  theory")
+        print(f"{'id':30s} {'model':7s} {'phi':5s} {'coulomb':7s} {'dataset':17s} {'test E MAE':>12s} "
+              f"{'test F MAE':>13s}  theory")
         for e in entries:
             card = read_card(manifest_path().parent / e["card"])
             test = card.get("metrics", {}).get("test", {})
             fmae = test.get("forces_mae_meV_per_A")
-            print(f"{e['id']:30s} {e['model']:7s} {str(e['phi']).lower():5s} {e['dataset']:17s} "
+            print(f"{e['id']:30s} {e['model']:7s} {str(e['phi']).lower():5s} "
+                  f"{str(e.get('coulomb', False)).lower():7s} {e['dataset']:17s} "
                   f"{test.get('energy_mae_meV', float('nan')):8.1f} meV "
                   f"{'–' if fmae is None else f'{fmae:.1f}':>7s} meV/Å  "
                   f"{card.get('dataset', {}).get('level_of_theory', '?')}{'  (default)' if e.get('default') else ''}"

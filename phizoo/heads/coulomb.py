@@ -9,6 +9,20 @@ Charges (e), per structure b with total charge Q_b (``Data.total_charge``, defau
 with w_i = 1 (``correction="uniform"``) or w_i = softplus(MLP_w(h_i)) + 10⁻³ (``"weighted"``: the
 correction goes where the network puts it). Σ_{i∈b} q_i = Q_b holds exactly (to rounding).
 
+Both spread the excess over the whole structure, so two neutral molecules far apart exchange
+charge (±δ) and each one's energy depends on the other's presence. ``correction="local"``
+neutralises over the backbone's cutoff neighbourhood instead, and places the net charge with the
+learned weights:
+
+    q_i = q̃_i − Σ_j K_ij q̃_j / S_j + w_i Q_b / Σ_{j∈b} w_j,   S_j = Σ_i K_ij,
+    K_ij = u(r_ij) over the backbone's graph edges (periodic images included), K_ii = 1,
+
+u the polynomial envelope of the cutoff r_c (1 at 0; value, slope and curvature 0 at r_c). K is
+symmetric, so Σ_i q_i = Σ_i q̃_i − Σ_j q̃_j S_j / S_j + Q_b = Q_b exactly; in a neutral structure
+every group of atoms further than r_c from the rest is neutral on its own, so neutral molecules
+are size consistent; a net charge goes where the weights put it (on the ion of an ion–molecule
+pair, once learned); and q is as smooth in the positions as u (no jump when molecules meet).
+
 Energy: ``electrostatics.coulomb_energy`` of these charges, ½ Σ_{i≠j} k_e q_i q_j erf(r_ij/(√2σ))/r_ij
 (direct sum over all pairs of a molecule; Ewald or PME from torch-pme for periodic cells). Nothing
 here is cut off at the backbone's cutoff: two ions 30 Å apart interact with q₁q₂k_e/r.
@@ -29,10 +43,11 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from ..nn.mlp import mlp
+from ..nn.radial import polynomial_envelope
 from .electrostatics import METHODS, coulomb_energy, dipole_moment
 
 CHARGE_SOURCES = ("latent", "phi")
-CORRECTIONS = ("uniform", "weighted")
+CORRECTIONS = ("uniform", "weighted", "local")
 
 
 @dataclass
@@ -50,7 +65,8 @@ class CoulombHead(nn.Module):
     Args:
         feature_dim: F of the backbone's final per-atom features.
         charges: ``"latent"`` (an MLP on the features) or ``"phi"`` (the Φ head's ρ; the model needs Φ).
-        correction: how the total charge is imposed, ``"uniform"`` or ``"weighted"`` (module docstring).
+        correction: how the total charge is imposed, ``"uniform"``, ``"weighted"`` or ``"local"``
+            (module docstring).
         sigma: Gaussian smearing σ (Å) of the pair kernel erf(r/(√2σ))/r.
         hidden: hidden width of the charge MLP (default F/2).
         periodic: ``"pme"`` (default, O(N log N)) or ``"ewald"`` (O(N^1.5), for small cells) for
@@ -71,14 +87,16 @@ class CoulombHead(nn.Module):
             raise ValueError(f"coulomb option sigma must be > 0 Å, got {sigma!r}")
         self.source, self.correction, self.sigma = charges, correction, float(sigma)
         self.method, self.cutoff = periodic, cutoff
-        outputs = (1 if charges == "latent" else 0) + (1 if correction == "weighted" else 0)
+        outputs = (1 if charges == "latent" else 0) + (1 if correction != "uniform" else 0)
         self.net = mlp([feature_dim, hidden or max(feature_dim // 2, 1), outputs]) if outputs else None
 
     def forward(self, features: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor, num_graphs: int,
                 total_charge: torch.Tensor, cell: torch.Tensor | None = None, pbc: torch.Tensor | None = None,
-                phi_charges: torch.Tensor | None = None) -> CoulombOutput:
+                phi_charges: torch.Tensor | None = None, graph=None, graph_cutoff: float | None = None
+                ) -> CoulombOutput:
         """features [N, F]; pos [N, 3] Å (strained when computing stress); batch [N];
-        total_charge [B] e; cell [B, 3, 3], pbc [B, 3] or None; phi_charges [N] (``charges="phi"``)."""
+        total_charge [B] e; cell [B, 3, 3], pbc [B, 3] or None; phi_charges [N] (``charges="phi"``);
+        graph (``phizoo.nn.graph.Graph``, built from ``pos``) and its cutoff r_c (Å): ``correction="local"``."""
         raw = self.net(features) if self.net is not None else features.new_zeros(features.shape[0], 0)
         if self.source == "phi":
             if phi_charges is None:
@@ -86,7 +104,11 @@ class CoulombHead(nn.Module):
             q0 = phi_charges.to(features.dtype)
         else:
             q0 = raw[:, 0]
-        if self.correction == "weighted":
+        if self.correction == "local":  # neutral per neighbourhood; Q_b (and rounding) placed by w below
+            if graph is None or graph_cutoff is None:
+                raise ValueError("correction='local' needs the backbone's graph and cutoff")
+            q0 = local_neutral(q0, graph.edge_index, graph.dist.to(q0.dtype), graph_cutoff)
+        if self.correction != "uniform":
             w = nn.functional.softplus(raw[:, -1]) + 1e-3
         else:
             w = torch.ones_like(q0)
@@ -100,6 +122,17 @@ class CoulombHead(nn.Module):
     def extra_repr(self) -> str:
         return (f"charges={self.source!r}, correction={self.correction!r}, sigma={self.sigma}, "
                 f"periodic={self.method!r}, cutoff={self.cutoff}")
+
+
+def local_neutral(q: torch.Tensor, edge_index: torch.Tensor, dist: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """q_i − Σ_j K_ij q_j / S_j with K_ij = u(r_ij) on the edges, K_ii = 1, S_j = Σ_i K_ij (module
+    docstring): [N] charges whose sum over every group of atoms isolated beyond ``cutoff`` is 0.
+    ``edge_index`` [2, E] (source j, target i) must hold every edge in both directions."""
+    src, dst = edge_index
+    k = polynomial_envelope(dist, cutoff)
+    s = 1.0 + scatter(k, src, dim=0, dim_size=q.shape[0], reduce="sum")
+    t = q / s
+    return q - t - scatter(k * t[src], dst, dim=0, dim_size=q.shape[0], reduce="sum")
 
 
 def coulomb_option_defaults() -> dict:

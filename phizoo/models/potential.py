@@ -172,7 +172,8 @@ class Potential(nn.Module):
             if po.pde_residual is not None:
                 result["pde_residual"] = po.pde_residual
         if self.coulomb is not None:  # real electrostatics of per-atom charges (phizoo/heads/coulomb.py)
-            co = self.coulomb(out.features, gpos, batch, num_graphs, q, gcell, pbc, result.get("charges"))
+            co = self.coulomb(out.features, gpos, batch, num_graphs, q, gcell, pbc, result.get("charges"),
+                              graph=graph, graph_cutoff=self.cutoff)
             energy = energy + co.energy
             result.update(coulomb_charges=co.charges, coulomb_energy=co.energy, dipole=co.dipole)
             result.setdefault("charges", co.charges)

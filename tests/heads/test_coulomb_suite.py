@@ -14,8 +14,10 @@ from tests.models.test_model_suite import close, finite_difference_forces, run
 from tests.models.test_periodic import evaluate, rock_salt, water_box
 from tests.molecules import approaching_pair, ase_molecule, random_molecule, random_orthogonal, transformed
 
-VARIANTS = [(name, phi) for name in phizoo.list_models() for phi in (False, True)]
-IDS = [f"{n}-{'phi-' if p else ''}coulomb" for n, p in VARIANTS]
+# every backbone with and without Φ (uniform correction), and the local correction on two of them
+VARIANTS = [(name, phi, "uniform") for name in phizoo.list_models() for phi in (False, True)] + \
+    [("painn", False, "local"), ("mace", True, "local")]
+IDS = [f"{n}-{'phi-' if p else ''}coulomb{'-local' if c == 'local' else ''}" for n, p, c in VARIANTS]
 
 
 def make_coulomb_model(name: str, phi: bool, dtype=torch.float64, seed: int = 0, **options):
@@ -35,7 +37,13 @@ def make_coulomb_model(name: str, phi: bool, dtype=torch.float64, seed: int = 0,
 
 @pytest.fixture(scope="module", params=VARIANTS, ids=IDS)
 def model(request):
-    return make_coulomb_model(*request.param)
+    name, phi, correction = request.param
+    return make_coulomb_model(name, phi, correction=correction)
+
+
+def sibling(model, **kw):
+    """A model built like the fixture's (same backbone, Φ flag and correction)."""
+    return make_coulomb_model(model.spec["model"], model.spec["phi"], correction=model.coulomb.correction, **kw)
 
 
 def test_charges_are_not_trivial(model):
@@ -100,7 +108,7 @@ def test_molecules_meeting_and_parting(model):
 
 
 def test_float32_agrees_with_float64(model):
-    m32 = make_coulomb_model(model.spec["model"], model.spec["phi"]).to(torch.float32)
+    m32 = sibling(model).to(torch.float32)
     mol = random_molecule(9, seed=31)
     e64, e32 = run(model, mol), run(m32, transformed(mol, shift=0.0))
     close(e32["energy"], e64["energy"], atol=1e-4, rtol=1e-4)
@@ -108,7 +116,7 @@ def test_float32_agrees_with_float64(model):
 
 
 def test_state_dict_loads_strictly(model):
-    fresh = make_coulomb_model(model.spec["model"], model.spec["phi"], seed=1)
+    fresh = sibling(model, seed=1)
     fresh.load_state_dict(model.state_dict(), strict=True)
     mol = random_molecule(6, seed=9)
     close(run(fresh, mol)["energy"], run(model, mol)["energy"])
@@ -116,13 +124,13 @@ def test_state_dict_loads_strictly(model):
 
 # ---------------------------------------------------------------- periodic (two backbones, both methods)
 
-PERIODIC = [("painn", False, "ewald"), ("mace", True, "pme")]
+PERIODIC = [("painn", False, "ewald", "uniform"), ("mace", True, "pme", "local")]
 
 
-@pytest.fixture(scope="module", params=PERIODIC, ids=[f"{n}-{m}" for n, _, m in PERIODIC])
+@pytest.fixture(scope="module", params=PERIODIC, ids=[f"{n}-{m}-{c}" for n, _, m, c in PERIODIC])
 def periodic_model(request):
-    name, phi, method = request.param
-    return make_coulomb_model(name, phi, periodic=method)
+    name, phi, method, correction = request.param
+    return make_coulomb_model(name, phi, periodic=method, correction=correction)
 
 
 @pytest.mark.parametrize("system", ["water", "nacl"])
