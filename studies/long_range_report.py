@@ -202,9 +202,30 @@ def replace_block(path: Path, lines: list[str]) -> bool:
     return True
 
 
-def sections(rows: list[dict], nves: list[dict], base: Path, level: int) -> list[str]:
-    """Per task: the table, learning curves, NVE, the dimer plot; then the verdicts. Image links
-    relative to ``base``; headings at ``level``."""
+def task_leaderboard(task: str) -> list[dict]:
+    """``phizoo.eval.leaderboard`` (the code of ``phizoo leaderboard``) of the task's full-size
+    seed-0 PaiNN runs on its test split: errors, inference time and peak memory of each head side by
+    side (rows; also ``long_range_leaderboard-<task>/leaderboard.{md,csv,json,png}``)."""
+    from phizoo.eval.leaderboard import leaderboard
+    from phizoo.train.data import open_dataset, split_indices
+    from studies.long_range import run_dir, variants_for
+
+    refs = [(v, run_dir(task, "painn", v, 1.0, 0)) for v in variants_for(task)]
+    refs = [(v, out / "best") for v, out in refs if (out / "eval.json").exists()]
+    if not refs:
+        return []
+    ds = open_dataset(TASKS[task].path)
+    test = split_indices(ds, "test")
+    return leaderboard([str(stem) for _, stem in refs], ds, indices=test, split="test",
+                       names=[f"painn-{v}" for v, _ in refs], output_dir=RESULTS / f"long_range_leaderboard-{task}",
+                       title=f"{task}: PaiNN variants, {len(test)} test structures")
+
+
+def sections(rows: list[dict], nves: list[dict], base: Path, level: int, boards: dict | None = None) -> list[str]:
+    """Per task: the table, the leaderboard of ``boards`` (task -> rows), learning curves, NVE, the
+    dimer plot; then the verdicts. Image links relative to ``base``; headings at ``level``."""
+    from phizoo.eval.leaderboard import markdown_table
+
     h = "#" * level
     L = []
     for task in TASKS:
@@ -213,6 +234,11 @@ def sections(rows: list[dict], nves: list[dict], base: Path, level: int) -> list
             L += ["", f"{h} {task}", "", "No finished runs."]
             continue
         L += ["", f"{h} {task}", ""] + lines
+        if (boards or {}).get(task):
+            png = RESULTS / f"long_range_leaderboard-{task}" / "leaderboard.png"
+            L += ["", "Cost of each head (`phizoo.eval.leaderboard`, seed 0, one thread; timings as clean as the "
+                  "machine was idle):", "", markdown_table(boards[task]).rstrip(),
+                  "", f"![{task} leaderboard]({os.path.relpath(png, base)})"]
         curve = learning_curves(rows, task)
         if curve:
             L += ["", f"![{task} learning curves]({os.path.relpath(curve, base)})"]
@@ -226,19 +252,22 @@ def sections(rows: list[dict], nves: list[dict], base: Path, level: int) -> list
     return L + ["", f"{h} Each head against the short-range base (PaiNN, full training set)", ""] + verdicts(rows)
 
 
-def report(readme: Path = ROOT / "README.md", leaderboard: Path = ROOT / "LEADERBOARD.md") -> Path:
-    """Write long_range.{md,json} and the plots; refresh the blocks in ``readme`` and ``leaderboard``."""
+def report(readme: Path = ROOT / "README.md", leaderboard: Path = ROOT / "LEADERBOARD.md",
+           leaderboards: bool = True) -> Path:
+    """Write long_range.{md,json} and the plots; refresh the blocks in ``readme`` and ``leaderboard``;
+    ``leaderboards``: time every task's full-size seed-0 variants (``task_leaderboard``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = collect()
     nves = collect_nve()
+    boards = {task: task_leaderboard(task) for task in TASKS} if leaderboards else {}
     intro = ("Every number below comes from `python studies/long_range.py report`, from the runs under "
              f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + ".")
-    L = ["# When does long range help? (studies/long_range.py)", "", intro] + sections(rows, nves, RESULTS, 2)
+    L = ["# When does long range help? (studies/long_range.py)", "", intro] + sections(rows, nves, RESULTS, 2, boards)
     if readme.exists():
         replace_block(readme, verdicts(rows))
     if leaderboard.exists():
         replace_block(leaderboard, ["## When does long range help? (studies/long_range.py)", "", intro]
-                      + sections(rows, nves, leaderboard.parent, 3))
+                      + sections(rows, nves, leaderboard.parent, 3, boards))
     slim = [{k: v for k, v in r.items() if k != "frames"} for r in rows]
     nve_slim = [{k: v for k, v in r.items() if k != "_trace"} for r in nves]
     (RESULTS / "long_range.json").write_text(json.dumps({"runs": slim, "nve": nve_slim}, indent=1) + "\n")

@@ -37,7 +37,7 @@ def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(rep, "RESULTS", results)
     board = tmp_path / "LEADERBOARD.md"
     board.write_text(f"# Leaderboard\n\nother tables\n\n{rep.BLOCK_START}\nstale\n{rep.BLOCK_END}\n")
-    text = rep.report(readme=tmp_path / "absent.md", leaderboard=board).read_text()
+    text = rep.report(readme=tmp_path / "absent.md", leaderboard=board, leaderboards=False).read_text()
     block = board.read_text()
     assert block.startswith("# Leaderboard\n\nother tables\n") and "stale" not in block
     assert "### nacl" in block and "| painn | base | completed | -0.01 | 3.2 | 290 | 8.0 |" in block

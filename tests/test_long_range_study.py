@@ -90,3 +90,21 @@ def test_data_commands_are_valid_phizoo_command_lines(task):
     if lr.TASKS[task].md22:
         assert [c[1] for c in commands] == ["xtb-md", "convert"]
         assert str(parsed[0].output) == parsed[1].src[0] and parsed[0].molecule == parsed[1].molecule
+
+
+def test_task_leaderboard_times_every_finished_variant(tiny_task, tmp_path, monkeypatch):
+    """The report's per-task leaderboard (phizoo.eval.leaderboard) holds the finished full-size runs,
+    with the test errors their eval.json recorded, and writes its files."""
+    import studies.long_range_report as rep
+
+    monkeypatch.setattr(rep, "RESULTS", tmp_path / "results")
+    monkeypatch.setitem(rep.TASKS, "tiny", lr.TASKS["tiny"])
+    assert rep.task_leaderboard("tiny") == []
+    results = {v: lr.run_one("tiny", "painn", v, 1.0, 0) for v in ("base", "coulomb")}
+    rows = rep.task_leaderboard("tiny")
+    assert [r["model"] for r in rows] == ["painn-base", "painn-coulomb"]
+    assert [r["coulomb"] for r in rows] == [False, True]
+    for r in rows:
+        assert r["energy_mae_meV"] == pytest.approx(results[r["model"][6:]]["energy_mae_meV"], rel=1e-4)
+        assert r["inference_ms_per_structure"] > 0
+    assert (tmp_path / "results" / "long_range_leaderboard-tiny" / "leaderboard.md").exists()

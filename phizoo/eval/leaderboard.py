@@ -1,6 +1,6 @@
 """Leaderboard: every checkpoint evaluated on the same split of the same data.
 
-Columns: model, Φ or not, parameters, energy MAE/RMSE (meV, per molecule and per atom),
+Columns: model, Φ or not, Coulomb head or not (markdown: only when some model has one), parameters, energy MAE/RMSE (meV, per molecule and per atom),
 force MAE (meV/Å), inference time per structure (ms: energy, plus forces where the data has
 them; batches pre-collated on the device, median of timed passes after an untimed one) and peak memory of a
 separate pass, as tensor memory allocated above what was held before the pass:
@@ -34,7 +34,7 @@ from ..pretrained import CheckpointError, find_pretrained, is_path_like, load_ch
 from ..train.data import chunk, collate
 from .metrics import evaluate
 
-COLUMNS = ["model", "phi", "parameters", "energy_mae_meV", "energy_rmse_meV", "energy_mae_meV_per_atom",
+COLUMNS = ["model", "phi", "coulomb", "parameters", "energy_mae_meV", "energy_rmse_meV", "energy_mae_meV_per_atom",
            "forces_mae_meV_per_A", "forces_rmse_meV_per_A", "inference_ms_per_structure", "peak_memory_MB",
            "memory_method", "n_structures", "split", "checkpoint"]
 # Coulomb-head models on data with reference charges / dipoles (charges in e, dipoles in e·Å):
@@ -224,6 +224,7 @@ def leaderboard(checkpoints: Sequence[Any], dataset, indices: Sequence[int] | No
         spec = getattr(model, "spec", {}) or {}
         rows.append({
             "model": label, "phi": bool(spec.get("phi", getattr(model, "phi", None) is not None)),
+            "coulomb": getattr(model, "coulomb", None) is not None,
             "parameters": model.num_parameters(),
             "energy_mae_meV": metrics.get("energy_mae_meV"), "energy_rmse_meV": metrics.get("energy_rmse_meV"),
             "energy_mae_meV_per_atom": metrics.get("energy_mae_meV_per_atom"),
@@ -266,6 +267,9 @@ def markdown_table(rows: Sequence[dict]) -> str:
              "dipole_mae_eA": "dipole MAE (e·Å)", "dipole_norm_mae_eA": "\\|μ\\| MAE (e·Å)"}
     extra = _charge_columns(rows)
     head, keys = head + [names[k] for k in extra], keys + extra
+    if any(r.get("coulomb") for r in rows):  # the column only where some model has the head
+        head.insert(2, "Coulomb")
+        keys.insert(2, "coulomb")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
