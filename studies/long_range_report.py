@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.long_range import RESULTS, RUNS, TASKS, VARIANTS
+from studies.long_range import BASELINE, RESULTS, RUNS, TASKS, VARIANTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,8 @@ def dimer_separation(rows: list[dict]) -> Path | None:
 
 
 def verdicts(rows: list[dict]) -> list[str]:
-    """README table: each head against the short-range base, PaiNN at the full training set.
+    """README table: each head against its short-range base (``BASELINE``, default ``base``), PaiNN
+    at the full training set.
 
     "wins"/"loses" when the mean MAE differs from the base's by more than the larger seed standard
     deviation and by more than 10 %; otherwise "ties"."""
@@ -166,22 +167,23 @@ def verdicts(rows: list[dict]) -> list[str]:
             continue
         n_full = max(r["n_train"] for r in sel)
         by = {v: [r for r in sel if r["variant"] == v and r["n_train"] == n_full] for v in VARIANTS}
-        if not by["base"]:
-            continue
-        for v in list(VARIANTS)[1:]:
-            if not by[v]:
+        for v in VARIANTS:
+            base = BASELINE.get(v, "base")
+            if v in ("base", *BASELINE.values()) or not by[v] or not by[base]:
                 continue
             cells, calls = [], []
             for key in ("energy_mae_meV", "forces_mae_meV_per_A"):
-                a = np.array([r[key] for r in by["base"]], float)
+                a = np.array([r[key] for r in by[base]], float)
                 b = np.array([r[key] for r in by[v]], float)
                 spread = max(a.std(ddof=1) if a.size > 1 else 0.0, b.std(ddof=1) if b.size > 1 else 0.0)
                 diff = b.mean() - a.mean()
                 cells.append(f"{b.mean():.1f} vs {a.mean():.1f}")
                 calls.append("ties" if abs(diff) <= max(spread, 0.1 * a.mean()) else ("wins" if diff < 0 else "loses"))
             verdict = calls[0] if calls[0] == calls[1] else f"energy {calls[0]}, forces {calls[1]}"
-            seeds = min(len(by["base"]), len(by[v]))
-            out.append(f"| {task} | {v} | {cells[0]} | {cells[1]} | {verdict} ({seeds} seed{'s' if seeds > 1 else ''}) |")
+            seeds = min(len(by[base]), len(by[v]))
+            against = "" if base == "base" else f" against {base}"
+            out.append(f"| {task} | {v} | {cells[0]} | {cells[1]} | {verdict} ({seeds} seed{'s' if seeds > 1 else ''}"
+                       f"{against}) |")
     return out
 
 

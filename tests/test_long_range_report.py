@@ -20,6 +20,11 @@ def test_verdict_needs_more_than_the_seed_spread_and_ten_percent():
     assert lines["coulomb"].endswith("| wins (3 seeds) |") and "50.0 vs 100.0" in lines["coulomb"]
     assert lines["phi"].endswith("| ties (3 seeds) |")
     assert lines["phi-paper"].endswith("| loses (3 seeds) |")
+    # a head with its own baseline is judged against that one, and the baseline is no head
+    les = [_row("base-les", 0, 300.0, 150.0), _row("coulomb-les", 0, 30.0, 15.0)]
+    lines = {line.split("|")[2].strip(): line for line in rep.verdicts(rows + les)[2:]}
+    assert "base-les" not in lines and "30.0 vs 300.0" in lines["coulomb-les"]
+    assert lines["coulomb-les"].endswith("| wins (1 seed against base-les) |")
 
 
 def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):

@@ -30,8 +30,11 @@ def test_plan_covers_the_protocol():
     painn = [r for r in runs if r[1] == "painn"]
     assert {r[3] for r in painn if r[4] == 0} == set(lr.FRACTIONS)
     assert {r[4] for r in painn if r[3] == 1.0} == {0, 1, 2}
-    assert {r[2] for r in runs} == set(lr.VARIANTS)
+    assert {r[2] for r in runs} == set(lr.VARIANTS) - set(lr.LES_ONLY)
     assert "phi-paper" not in lr.variants_for("point-charges")  # the paper formulation refuses cells
+    les = [r for r in lr.plan(tasks=["point-charges"]) if r[2] in lr.LES_ONLY]
+    assert sorted(les) == sorted(("point-charges", "painn", v, 1.0, s) for v in lr.LES_ONLY for s in (0, 1, 2))
+    assert lr.config("point-charges", "painn", "base-les", 0)["model"]["overrides"] == {"cutoff": 4.0, "num_layers": 1}
     assert {r[1] for r in lr.plan(tasks=["ag3"])} == {"painn", "e2gnn", "visnet", "mace"}
 
 
