@@ -7,7 +7,9 @@ Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``mo
                 charge_spin: false}                                  # total charge + spin embedding (charged data)
     data:      {dataset: qm9, train: train, val: val, test: test}     # split names in the store
     optimizer: {lr: 5.0e-4, weight_decay: 0.01, betas: [0.9, 0.999], eps: 1.0e-8, grad_clip: 10.0}
-    schedule:  {warmup_steps: 1000, warmup_epochs: null, min_lr_ratio: 0.01}   # linear warm-up + cosine
+    schedule:  {type: cosine, warmup_steps: 1000, warmup_epochs: null, min_lr_ratio: 0.01,   # warm-up, then
+                factor: 0.5, patience: 3, threshold: 1.0e-3}  # cosine, or plateau: lr×factor after patience
+                                                              # validations without improvement; stops at min lr
     loss:      {energy: 1.0, forces: 0.0, pde: 0.01, charge: 0.01, per_atom_energy: true, type: mse,
                 charges: 0.0, dipole: 0.0}                           # Coulomb charges (e) / dipole (e·Å) vs data
     ema:       {decay: 0.999, enabled: true}
@@ -40,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
               "overrides": {}, "coulomb": False, "coulomb_options": {}, "charge_spin": False},
     "data": {"dataset": None, "train": "train", "val": "val", "test": "test"},
     "optimizer": {"lr": 5.0e-4, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8, "grad_clip": 10.0},
-    "schedule": {"warmup_steps": 0, "warmup_epochs": None, "min_lr_ratio": 0.01},
+    "schedule": {"type": "cosine", "warmup_steps": 0, "warmup_epochs": None, "min_lr_ratio": 0.01,
+                 "factor": 0.5, "patience": 3, "threshold": 1.0e-3},
     "loss": {"energy": 1.0, "forces": 0.0, "pde": 0.0, "charge": 0.0, "charges": 0.0, "dipole": 0.0,
              "per_atom_energy": True, "type": "mse",
              "huber_delta": 0.01},
@@ -146,7 +149,7 @@ def _floatify(d: dict, keys: tuple[str, ...]) -> None:
 def validate(cfg: dict[str, Any]) -> None:
     """Parse numbers given as strings (YAML 1.1 reads ``1e-3`` as a string), then type-check."""
     _floatify(cfg["optimizer"], ("lr", "weight_decay", "eps", "grad_clip"))
-    _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs"))
+    _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs", "factor", "threshold"))
     _floatify(cfg["loss"], ("energy", "forces", "pde", "charge", "charges", "dipole", "huber_delta"))
     _floatify(cfg["ema"], ("decay",))
     check(cfg)

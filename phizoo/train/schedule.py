@@ -1,5 +1,12 @@
 """The trainer's optimiser set-up: AdamW parameter groups (no weight decay on biases and scalars)
-and the learning-rate schedule (linear warm-up + cosine decay, stepped per optimiser step)."""
+and the learning-rate schedules, stepped per optimiser step and told every validation result:
+
+* ``WarmupCosine`` (``schedule.type: cosine``): linear warm-up, then cosine decay to lr0·min_ratio
+  at the last step of the epoch budget;
+* ``WarmupPlateau`` (``schedule.type: plateau``): linear warm-up, then lr0 until the monitored
+  validation metric stops improving; lr × factor after ``patience`` validations without a relative
+  improvement of ``threshold``, and training ends (the validation plateau) when a reduction is due
+  with lr already at lr0·min_ratio. The epoch budget stays the upper limit."""
 from __future__ import annotations
 
 import math
@@ -39,6 +46,11 @@ class WarmupCosine:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    finished = False  # the cosine schedule runs the whole epoch budget
+
+    def observe(self, value: float) -> None:
+        """A validation result (unused: the cosine is fixed in advance)."""
+
     def state_dict(self) -> dict:
         return {"step_count": self.step_count, "base_lrs": list(self.base_lrs), "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps, "min_ratio": self.min_ratio}
@@ -49,6 +61,45 @@ class WarmupCosine:
         self.total_steps, self.warmup_steps = int(state["total_steps"]), int(state["warmup_steps"])
         self.min_ratio = float(state["min_ratio"])
         self._apply()
+
+
+class WarmupPlateau(WarmupCosine):
+    """lr = lr0 · warm-up ramp · scale; ``observe`` multiplies scale by ``reduce`` (the config's
+    ``factor``) after ``patience`` validations without a relative improvement of ``threshold`` and
+    sets ``finished`` when a reduction is due at scale = min_ratio (module docstring)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, min_ratio: float, reduce: float,
+                 patience: int, threshold: float):
+        self.scale, self.reduce, self.patience, self.threshold = 1.0, float(reduce), int(patience), float(threshold)
+        self.best, self.bad, self.finished = math.inf, 0, False
+        super().__init__(optimizer, 1, warmup_steps, min_ratio)
+
+    def factor(self, step: int) -> float:
+        return ((step + 1) / self.warmup_steps if step < self.warmup_steps else 1.0) * self.scale
+
+    def observe(self, value: float) -> None:
+        if value < self.best * (1.0 - self.threshold):
+            self.best, self.bad = value, 0
+            return
+        self.bad += 1
+        if self.bad < self.patience:
+            return
+        self.bad = 0
+        if self.scale <= self.min_ratio * (1.0 + 1e-9):
+            self.finished = True
+        self.scale = max(self.scale * self.reduce, self.min_ratio)
+        self._apply()
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "scale": self.scale, "best": self.best, "bad": self.bad,
+                "finished": self.finished, "plateau": [self.reduce, self.patience, self.threshold]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.bad = float(state["scale"]), float(state["best"]), int(state["bad"])
+        self.finished = bool(state["finished"])
+        self.reduce, self.patience, self.threshold = (float(state["plateau"][0]), int(state["plateau"][1]),
+                                                      float(state["plateau"][2]))
+        super().load_state_dict(state)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

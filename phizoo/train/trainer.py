@@ -44,7 +44,7 @@ from .ema import EMA
 from .losses import compute_loss, finalize_errors
 from .outputs import TrainerOutputs, _metrics_for_card, _sums_for, _tensorboard
 from .references import apply_references
-from .schedule import WarmupCosine, param_groups
+from .schedule import WarmupCosine, WarmupPlateau, param_groups
 from .state import STATE_FILE, TrainerState, load_trainer_state, seed_everything
 
 
@@ -148,7 +148,11 @@ class Trainer(TrainerState, TrainerOutputs):
         warm = s["warmup_steps"] or 0
         if s.get("warmup_epochs"):
             warm = int(round(float(s["warmup_epochs"]) * self.steps_per_epoch()))
-        self.schedule = WarmupCosine(self.optimizer, self._total_steps(), warm, s["min_lr_ratio"])
+        if s["type"] == "plateau":
+            self.schedule = WarmupPlateau(self.optimizer, warm, s["min_lr_ratio"], s["factor"], s["patience"],
+                                          s["threshold"])
+        else:
+            self.schedule = WarmupCosine(self.optimizer, self._total_steps(), warm, s["min_lr_ratio"])
         e = self.cfg["ema"]
         self.ema = EMA(self.model, e["decay"] if e["enabled"] else 0.0, warmup=e["warmup"] and e["enabled"])
 
@@ -281,7 +285,7 @@ class Trainer(TrainerState, TrainerOutputs):
         total = self._total_steps()
         epochs = int(cfg["epochs"])
         try:
-            while self.epoch < epochs and self.step < total:
+            while self.epoch < epochs and self.step < total and not self.schedule.finished:
                 self._run_epoch(ddp_model, total)
         finally:
             if self._tb is not None:
@@ -342,6 +346,7 @@ class Trainer(TrainerState, TrainerOutputs):
             value = float(row[monitor])
             if not math.isfinite(value):
                 self._diverged(f"the validation metric {monitor} is {value:g} after epoch {self.epoch}")
+            self.schedule.observe(value)
             if value < self.best["value"]:
                 self.best = {"value": value, "epoch": self.epoch}
                 self._save_model("best", {"val": _metrics_for_card(row)})
@@ -365,7 +370,8 @@ class Trainer(TrainerState, TrainerOutputs):
                 parts.append(f"{monitor} {row[monitor]:.5g}")
             if validate and self.best["epoch"] == self.epoch:
                 parts[-1] += " (best)"
-            self._log(f"epoch {self.epoch}/{cfg['epochs']}: " + ", ".join(parts))
+            self._log(f"epoch {self.epoch}/{cfg['epochs']}: " + ", ".join(parts)
+                      + ("; validation plateau: done" if self.schedule.finished else ""))
 
     def _finish(self) -> dict[str, Any]:
         from ..eval.metrics import to_mev
