@@ -39,7 +39,7 @@ def test_cli_ids_resolve_through_the_manifest_only(home, capsys, md22_db):
 
 def test_load_model_refuses_a_checkpoint_of_another_model(home):
     save_checkpoint(small_model(phi=False), home / "work" / "mine")
-    with pytest.raises(CheckpointError, match="holds model 'painn' with phi=False, not the 'visnet' with phi=True"):
+    with pytest.raises(CheckpointError, match="holds model 'painn' with phi=False coulomb=False, not the 'visnet' with phi=True"):
         phizoo.load_model("visnet", phi=True, pretrained="./mine.json")
     assert phizoo.load_model("painn", phi=False, pretrained="./mine.json") is not None
 
