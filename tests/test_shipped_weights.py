@@ -1,4 +1,4 @@
-"""The weights in ``pretrained/``: all eight models load offline, integrity is enforced, and
+"""The weights in ``pretrained/``: all eight models (and the Coulomb-head one) load offline, integrity is enforced, and
 re-evaluating a checkpoint on its recorded test split reproduces the metrics in its model card."""
 import json
 import os
