@@ -161,10 +161,21 @@ def train_subset(task: str, fraction: float) -> list[int]:
 PRESET = "cpu"   # the tests set "test"
 
 
+@lru_cache(maxsize=None)
+def task_elements(path: Path) -> tuple[int, ...]:
+    """The atomic numbers in a task's data (MACE's one-hot element embedding is fixed at build time)."""
+    from phizoo.train.data import open_dataset
+
+    ds = open_dataset(path)
+    return tuple(sorted({int(z) for i in range(len(ds)) for z in ds.get_record(i)["z"]}))
+
+
 def config(task: str, model: str, variant: str, seed: int) -> dict:
     t = TASKS[task]
-    return {"model": {"name": model, "preset": PRESET, "dtype": "float32", "charge_spin": t.charged,
-                      **VARIANTS[variant]},
+    spec = {"name": model, "preset": PRESET, "dtype": "float32", "charge_spin": t.charged, **VARIANTS[variant]}
+    if model == "mace":  # its presets know H, C, N, O, F, P, S, Cl; the tasks also hold Na, Ag
+        spec["overrides"] = {**spec.get("overrides", {}), "elements": list(task_elements(t.path))}
+    return {"model": spec,
             "loss": dict(t.loss), "epochs": t.epochs, "batch_size": t.batch_size, "val_batch_size": 64,
             "optimizer": {"lr": 1e-3, "weight_decay": 0.0}, "schedule": {"warmup_epochs": 1},
             "seed": seed, "monitor": "val_loss", "progress": False,

@@ -38,6 +38,18 @@ def test_plan_covers_the_protocol():
     assert {r[1] for r in lr.plan(tasks=["ag3"])} == {"painn", "e2gnn", "visnet", "mace"}
 
 
+def test_mace_gets_the_elements_of_the_task(tiny_task):
+    """MACE's one-hot embedding is fixed at build time: the study gives it the task's elements."""
+    cfg = lr.config("tiny", "mace", "coulomb", 0)
+    assert cfg["model"]["overrides"] == {"elements": [11, 17]} and cfg["model"]["coulomb"]
+    assert "overrides" not in lr.config("tiny", "painn", "coulomb", 0)["model"]
+    from phizoo.train import build_from_config
+    from phizoo.train.config import make_config
+
+    model = build_from_config(make_config(cfg))
+    assert model.backbone.elements == [11, 17]
+
+
 def test_training_subsets_are_nested_and_deterministic(tiny_task):
     train = set(split_indices(open_dataset(tiny_task), "train"))
     small, large = lr.train_subset("tiny", 0.25), lr.train_subset("tiny", 1.0)
