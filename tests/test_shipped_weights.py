@@ -180,3 +180,12 @@ def test_stale_entries_load_with_a_warning_and_bad_marks_are_refused(tmp_path, m
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="'stale' must be a string"):
         phizoo.load_model("visnet", phi=False)
+    del entry["stale"]
+    entry["coulomb"] = "yes"
+    mpath.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="'coulomb' must be true or false"):
+        phizoo.load_model("visnet", phi=False)
+    entry["coulomb"] = False
+    mpath.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"no pretrained weights for model='visnet' phi=False coulomb=True"):
+        phizoo.load_model("visnet", phi=False, coulomb=True)  # none shipped; the listing says what is
