@@ -1,7 +1,7 @@
 """Leaderboard: every checkpoint evaluated on the same split of the same data.
 
-Columns: model, Φ or not, Coulomb head or not (markdown: only when some model has one), parameters, energy MAE/RMSE (meV, per molecule and per atom),
-force MAE (meV/Å), inference time per structure (ms: energy, plus forces where the data has
+Columns: model, Φ or not, Coulomb head or not (markdown: only when some model has one),
+parameters, energy MAE/RMSE (meV, per molecule and per atom), force MAE (meV/Å), inference time per structure (ms: energy, plus forces where the data has
 them; batches pre-collated on the device, median of timed passes after an untimed one) and peak memory of a
 separate pass, as tensor memory allocated above what was held before the pass:
 
