@@ -212,6 +212,8 @@ def task_leaderboard(task: str) -> list[dict]:
     from phizoo.train.data import open_dataset, split_indices
     from studies.long_range import run_dir, variants_for
 
+    if not TASKS[task].path.exists():  # data not made yet: no runs either
+        return []
     refs = [(v, run_dir(task, "painn", v, 1.0, 0)) for v in variants_for(task)]
     refs = [(v, out / "best") for v, out in refs if (out / "eval.json").exists()]
     if not refs:
@@ -239,7 +241,8 @@ def sections(rows: list[dict], nves: list[dict], base: Path, level: int, boards:
         if (boards or {}).get(task):
             png = RESULTS / f"long_range_leaderboard-{task}" / "leaderboard.png"
             L += ["", "Cost of each head (`phizoo.eval.leaderboard`, seed 0, one thread; timings as clean as the "
-                  "machine was idle):", "", markdown_table(boards[task]).rstrip(),
+                  "machine was idle; the charge MAE here is against the raw latent charges, not sign-aligned):", "",
+                  markdown_table(boards[task]).rstrip(),
                   "", f"![{task} leaderboard]({os.path.relpath(png, base)})"]
         curve = learning_curves(rows, task)
         if curve:
