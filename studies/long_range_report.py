@@ -204,6 +204,10 @@ def replace_block(path: Path, lines: list[str]) -> bool:
     return True
 
 
+def leaderboard_dir(task: str) -> Path:
+    return RESULTS / f"long_range_leaderboard-{task}"
+
+
 def task_leaderboard(task: str) -> list[dict]:
     """``phizoo.eval.leaderboard`` (the code of ``phizoo leaderboard``) of the task's full-size
     seed-0 PaiNN runs on its test split: errors, inference time and peak memory of each head side by
@@ -221,7 +225,7 @@ def task_leaderboard(task: str) -> list[dict]:
     ds = open_dataset(TASKS[task].path)
     test = split_indices(ds, "test")
     return leaderboard([str(stem) for _, stem in refs], ds, indices=test, split="test",
-                       names=[f"painn-{v}" for v, _ in refs], output_dir=RESULTS / f"long_range_leaderboard-{task}",
+                       names=[f"painn-{v}" for v, _ in refs], output_dir=leaderboard_dir(task),
                        title=f"{task}: PaiNN variants, {len(test)} test structures")
 
 
@@ -239,7 +243,7 @@ def sections(rows: list[dict], nves: list[dict], base: Path, level: int, boards:
             continue
         L += ["", f"{h} {task}", ""] + lines
         if (boards or {}).get(task):
-            png = RESULTS / f"long_range_leaderboard-{task}" / "leaderboard.png"
+            png = leaderboard_dir(task) / "leaderboard.png"
             L += ["", "Cost of each head (`phizoo.eval.leaderboard`, seed 0, one thread; timings as clean as the "
                   "machine was idle; the charge MAE here is against the raw latent charges, not sign-aligned):", "",
                   markdown_table(boards[task]).rstrip(),
