@@ -68,6 +68,9 @@ def register(sub) -> None:
     c.add_argument("--format", help="ase: ase.io format when the file extension does not tell")
     c.add_argument("--train-subsets", type=_int_list, default=[],
                    help="comma-separated sizes of nested training subsets stored as splits train_<k>")
+    c.add_argument("--test-only", action="store_true",
+                   help="every structure in the test split (an independent test set, e.g. a second trajectory, "
+                        "for 'phizoo eval'); no train/val split, budget or element references")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.add_argument("--restart", action="store_true", help="discard an interrupted conversion instead of resuming")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -118,8 +121,14 @@ def register(sub) -> None:
 def run_convert(args) -> int:
     from ..data import convert_md22, convert_oe62, convert_qm9
 
-    common = dict(limit=args.limit, seed=args.seed, train_subsets=args.train_subsets, overwrite=args.overwrite,
-                  resume=not args.restart, progress=not args.quiet)
+    if args.test_only:
+        given = [opt for opt, v in (("--train-size", args.train_size), ("--val-size", args.val_size),
+                                    ("--test-size", args.test_size), ("--train-subsets", args.train_subsets)) if v]
+        if given:
+            raise ValueError(f"--test-only puts every structure in the test split; it cannot be combined with "
+                             f"{', '.join(given)}")
+    common = dict(limit=args.limit, seed=args.seed, train_subsets=args.train_subsets, test_only=args.test_only,
+                  overwrite=args.overwrite, resume=not args.restart, progress=not args.quiet)
     sources = list(args.src or [])
     if args.dataset != "qm9" and not sources:
         raise ValueError(f"{args.dataset}: give the source file (SRC)")

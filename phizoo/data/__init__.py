@@ -30,21 +30,22 @@ def __getattr__(name):  # keep `import phizoo.data` free of torch until a datase
 
 def convert_md22(src: str | Path, dest: str | Path, *, limit: int | None = None, seed: int = 42,
                  train_size: int | None = None, val_fraction: float = 0.05, molecule: str | None = None,
-                 train_subsets: Sequence[int] = (), overwrite: bool = False, resume: bool = True,
-                 progress: bool = False) -> Path:
-    """Convert an MD22 sGDML ``.npz`` file; see :mod:`phizoo.data.md22`."""
+                 train_subsets: Sequence[int] = (), test_only: bool = False, overwrite: bool = False,
+                 resume: bool = True, progress: bool = False) -> Path:
+    """Convert an MD22 sGDML ``.npz`` file; see :mod:`phizoo.data.md22`. ``test_only``: every frame
+    in ``test`` (an independent trajectory to evaluate on; no budget needed)."""
     from .convert import convert
     from .md22 import MD22Source
 
     source = MD22Source(src, limit=limit, train_size=train_size, val_fraction=val_fraction, molecule=molecule)
-    return convert(source, dest, seed=seed, train_subsets=train_subsets, overwrite=overwrite, resume=resume,
-                   progress=progress)
+    return convert(source, dest, seed=seed, train_subsets=train_subsets, test_only=test_only, overwrite=overwrite,
+                   resume=resume, progress=progress)
 
 
 def convert_oe62(src: str | Path, dest: str | Path, *, limit: int | None = None, seed: int = 42,
                  target: str = "total_energy_pbe0_vac_tier2", charges: str | None = "hirshfeld_pbe",
                  train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
-                 train_subsets: Sequence[int] = (),
+                 train_subsets: Sequence[int] = (), test_only: bool = False,
                  overwrite: bool = False, resume: bool = True, progress: bool = False) -> Path:
     """Convert OE62 ``df_62k.json`` (or df_31k/df_5k); see :mod:`phizoo.data.oe62`."""
     from .convert import convert
@@ -52,21 +53,21 @@ def convert_oe62(src: str | Path, dest: str | Path, *, limit: int | None = None,
 
     source = OE62Source(src, limit=limit, target=target, charges=charges, train_size=train_size, val_size=val_size,
                         test_size=test_size)
-    return convert(source, dest, seed=seed, train_subsets=train_subsets, overwrite=overwrite, resume=resume,
-                   progress=progress)
+    return convert(source, dest, seed=seed, train_subsets=train_subsets, test_only=test_only, overwrite=overwrite,
+                   resume=resume, progress=progress)
 
 
 def convert_qm9(src: str | Path | None, dest: str | Path, *, limit: int | None = None, seed: int = 42,
                 train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
-                train_subsets: Sequence[int] = (),
+                train_subsets: Sequence[int] = (), test_only: bool = False,
                 overwrite: bool = False, resume: bool = True, progress: bool = False) -> Path:
     """Convert QM9 from qm9pack's CSVs (``src`` None or "qm9pack": the installed package)."""
     from .convert import convert
     from .qm9 import QM9Source
 
     source = QM9Source(src, limit=limit, train_size=train_size, val_size=val_size, test_size=test_size)
-    return convert(source, dest, seed=seed, train_subsets=train_subsets, overwrite=overwrite, resume=resume,
-                   progress=progress)
+    return convert(source, dest, seed=seed, train_subsets=train_subsets, test_only=test_only, overwrite=overwrite,
+                   resume=resume, progress=progress)
 
 
 __all__ = ["LmdbDataset", "DataError", "DataFileNotFoundError", "DatabaseNotFoundError", "IncompleteDatabaseError",

@@ -235,10 +235,11 @@ class ASESource(Source):
 
 
 def convert_ase(paths, dest: str | Path, *, seed: int = 42, train_subsets: Sequence[int] = (),
-                overwrite: bool = False, resume: bool = True, progress: bool = False, **options) -> Path:
+                test_only: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = False,
+                **options) -> Path:
     """Convert ASE-readable files into the phizoo LMDB ``dest``; ``options`` go to :class:`ASESource`."""
     from .convert import convert
 
     source = ASESource(paths, **options)
-    return convert(source, dest, seed=seed, train_subsets=train_subsets, overwrite=overwrite, resume=resume,
-                   progress=progress)
+    return convert(source, dest, seed=seed, train_subsets=train_subsets, test_only=test_only, overwrite=overwrite,
+                   resume=resume, progress=progress)

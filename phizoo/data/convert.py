@@ -328,13 +328,22 @@ def fingerprint(source: Source, hashes: list[dict], seed: int, extra: dict) -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def test_only_split(n: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every structure in ``test``, no ``train`` or ``val``: a held-out set (e.g. an independent
+    trajectory) that checkpoints are evaluated on with ``phizoo eval --split test``."""
+    return {"test": np.arange(n)}, {"policy": "--test-only: every structure in 'test' (an independent test set; "
+                                              "no train or val split, no element references)"}
+
+
 def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: Sequence[int] = (),
-            overwrite: bool = False, resume: bool = True, progress: bool = True,
+            test_only: bool = False, overwrite: bool = False, resume: bool = True, progress: bool = True,
             on_record: Callable[[int], None] | None = None) -> Path:
     """Convert ``source`` into the database ``dest`` (atomic; resumes an interrupted run with
     identical inputs and options). Returns ``dest``.
 
-    ``on_record(i)`` is called before structure ``i`` is built (used by tests to interrupt)."""
+    ``test_only``: every structure goes to the ``test`` split (:func:`test_only_split`) instead of
+    the source's train/val/test policy. ``on_record(i)`` is called before structure ``i`` is built
+    (used by tests to interrupt)."""
     from tqdm.auto import tqdm
 
     from .. import __version__
@@ -344,9 +353,12 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
         raise DataError(f"{source.label}: holds no structures")
     hashes = [{"path": str(p), "name": Path(p).name, "sha256": sha256_file(p), "size": Path(p).stat().st_size}
               for p in source.files()]
-    fp = fingerprint(source, hashes, seed, {"train_subsets": sorted(set(map(int, train_subsets)))})
+    if test_only and train_subsets:
+        raise DataError(f"{source.label}: --test-only stores no training split, so --train-subsets cannot be used")
+    fp = fingerprint(source, hashes, seed, {"train_subsets": sorted(set(map(int, train_subsets))),
+                                            **({"test_only": True} if test_only else {})})
     # splits depend only on n and the seed: computed (and checked) before anything is written
-    splits, policy = source.splits(n, seed)
+    splits, policy = test_only_split(n) if test_only else source.splits(n, seed)
     if train_subsets:
         splits.update(nested_subsets(splits["train"], train_subsets))
     splits = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in splits.items()}
@@ -369,7 +381,7 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
         if writer.notes:
             _warn(f"{len(writer.notes)} structure(s) have atoms closer than {SHORT_BOND} Å; the first: {writer.notes[0]}")
         refs = None
-        if source.fit_references:
+        if source.fit_references and not test_only:
             refs = fit_references(summary, splits["train"])
         from ase.data import chemical_symbols
 

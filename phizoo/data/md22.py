@@ -180,14 +180,6 @@ class MD22Source(Source):
         if self.train_size is not None and self.train_size < 1:
             raise DataError(f"{self.path}: the training budget (--train-size) must be at least 1, got {self.train_size}")
         self.warnings = self._plausibility()
-        if self.molecule is None and self.train_size is None:
-            raise DataError(f"{self.path}: unknown MD22 molecule {self.path.stem!r} (known: "
-                            f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
-                            f"md22_double-walled_nanotube.npz are recognised); pass --train-size "
-                            f"(the training budget, train + validation)")
-        budget, _ = self.budget(self.n)
-        if budget > self.n:  # checked before anything is written
-            raise DataError(f"{self.path}: training budget {budget} exceeds the {self.n} converted frames")
 
     def _plausibility(self) -> list[str]:
         """Warnings about implausible distances or energy scales (see the module docstring)."""
@@ -243,6 +235,11 @@ class MD22Source(Source):
     def budget(self, n: int) -> tuple[int, str]:
         if self.train_size is not None:
             return self.train_size, "given by --train-size"
+        if self.molecule is None:
+            raise DataError(f"{self.path}: unknown MD22 molecule {self.path.stem!r} (known: "
+                            f"{', '.join(MOLECULES)}; both md22_dw_nanotube.npz and "
+                            f"md22_double-walled_nanotube.npz are recognised); pass --train-size "
+                            f"(the training budget, train + validation) or --test-only")
         full = MOLECULES[self.molecule][0]
         if n < self.frames_in_file:
             b = max(2, round_half_up(full * n / self.frames_in_file))

@@ -1,6 +1,8 @@
 """``phizoo data convert`` / ``phizoo data info``."""
 import importlib.util
 
+import numpy as np
+
 import pytest
 
 from phizoo.cli.main import main
@@ -56,3 +58,26 @@ def test_qm9_from_installed_package(tmp_path, capsys):
     assert main(["data", "convert", "qm9", "-o", str(dest), "--limit", "50", "-q"]) == 0
     assert "qm9_part1.csv" in capsys.readouterr().out
     assert LmdbDataset(dest).get_record(0)["id"] == "dsgdb9nsd_000001"
+
+
+def test_test_only_store_holds_every_frame_in_test(tmp_path, capsys):
+    """An independent trajectory of an unknown molecule: no budget needed, every frame in 'test',
+    energies in eV as in the source, and the store verifies; the split options conflict."""
+    src = native.md22_npz(tmp_path / "md22_benzene.npz", n=12)
+    dest = tmp_path / "held_out.lmdb"
+    assert main(["data", "convert", "md22", str(src), "-o", str(dest), "--test-only", "-q"]) == 0
+    ds = LmdbDataset(dest)
+    assert ds.metadata["splits"]["sizes"] == {"test": 12} and "--test-only" in ds.metadata["splits"]["policy"]
+    assert ds.split_indices("test").tolist() == list(range(12))
+    assert ds.metadata["element_references"] is None
+    assert ds[3].energy.item() == pytest.approx(float(np.load(src)["E"].reshape(-1)[3]) * native.KCAL_MOL_IN_EV)
+    assert main(["data", "info", str(dest), "--verify"]) == 0
+    capsys.readouterr()
+    assert main(["data", "convert", "md22", str(src), "-o", str(tmp_path / "x.lmdb"), "--test-only",
+                 "--train-size", "5", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--test-only" in err and "--train-size" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.lmdb").exists()
+    # without --test-only an unknown molecule still needs its budget, and the message names both ways out
+    assert main(["data", "convert", "md22", str(src), "-o", str(tmp_path / "y.lmdb"), "-q"]) == 2
+    assert "--train-size" in capsys.readouterr().err
