@@ -82,11 +82,23 @@ class TrainerOutputs:
             "references": {"fitted_on": "train" if self.cfg["references"]["fit"] else "not refitted",
                            **{k: v for k, v in self.references_info.items() if k != "element_energies"}},
             "training": {"time_s": round(self.elapsed, 3), "epochs_completed": self.epoch, "steps": self.step,
-                         "best_epoch": self.best["epoch"], "monitor": self.cfg["monitor"],
+                         "stopped": self.stop_reason(), "best_epoch": self.best["epoch"], "monitor": self.cfg["monitor"],
                          "selection": "best validation epoch (EMA weights); test never used for selection",
                          "world_size": self.dist.world_size, "device": str(self.device), "hardware": hardware()},
             "metrics": metrics or {},
         }
+
+    def stop_reason(self) -> str:
+        """Why training ended: "validation plateau" (``schedule.type: plateau`` reached its floor and
+        stopped improving), "epoch limit" (the budget ``epochs`` ran out first), "max_steps", or
+        "in progress" (a card written during training)."""
+        if getattr(self.schedule, "finished", False):
+            return "validation plateau"
+        if self.epoch >= int(self.cfg["epochs"]):
+            return "epoch limit"
+        if self.step >= self._total_steps():
+            return "max_steps"
+        return "in progress"
 
     def _save_model(self, name: str, metrics: dict) -> None:
         if self.output_dir is None or not self.is_main:

@@ -397,10 +397,10 @@ class Trainer(TrainerState, TrainerOutputs):
                 self.best_model = best_model
                 return summary  # never validated (epochs 0): no "best" to write
         self.best_model = best_model
+        metrics = {"val": _metrics_for_card(best_row or {})}
         if self.cfg["evaluate_test"] and self.splits.get("test"):
-            test = to_mev(finalize_errors(_sums_for(self, best_model, "test")))
-            summary["test"] = test
-            if self.output_dir is not None and self.is_main:
-                metrics = {"val": _metrics_for_card(best_row or {}), "test": test}
-                save_checkpoint(best_model, self.output_dir / "best", **self.card(metrics))
+            summary["test"] = metrics["test"] = to_mev(finalize_errors(_sums_for(self, best_model, "test")))
+        if self.output_dir is not None and self.is_main and "checkpoint" in summary:
+            # the final card: test errors and why training stopped
+            save_checkpoint(best_model, self.output_dir / "best", **self.card(metrics))
         return summary

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import phizoo
+from phizoo.pretrained import read_card
 from phizoo.train import Trainer, TrainingInterrupted
 from phizoo.train.schedule import WarmupPlateau
 from tests.train import synthetic
@@ -72,6 +73,10 @@ def test_training_stops_at_the_validation_plateau_and_resumes_identically(tmp_pa
     assert ref.schedule.finished and summary["epochs"] == len(ref.history) < CFG["epochs"]
     assert set(lrs) <= {2e-3, 1e-3, 5e-4} and lrs[-1] == pytest.approx(5e-4)
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert read_card(tmp_path / "a" / "best.json")["training"]["stopped"] == "validation plateau"
+    capped = Trainer(model(), items, sp, CFG | {"epochs": 2}, output_dir=tmp_path / "c")
+    capped.fit()  # the budget runs out before the plateau: the card says so
+    assert read_card(tmp_path / "c" / "best.json")["training"]["stopped"] == "epoch limit"
 
     def kill(trainer):
         if trainer.step == 12:
