@@ -7,8 +7,10 @@
 
 Every run is ``phizoo train --config zoo_configs/<model>-<dataset>.yaml`` with ``model.phi`` set
 to false or true and a seed: base and Φ share the config, split and budget. Runs go to
-``runs/study/<dataset>/<model>-<base|phi>-s<seed>``; finished runs are skipped and interrupted
-runs resume, so the command can be repeated after a stop. Each process uses one thread.
+``runs/zoo/<dataset>/<model>-<base|phi>-s<seed>``; finished runs are skipped and interrupted
+runs resume, so the command can be repeated after a stop. Each process uses one thread. The
+configs train to a validation plateau (``schedule.type: plateau``) within the epoch budget their
+header states; each card's ``training.stopped`` says whether the plateau or the budget ended it.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from studies.plan import (DATA, DATASET_IDS, DEFAULT_DATASET, MD22_MOLECULE, MODELS, NPZ,  # noqa: E402
+from studies.plan import (DATA, DATASET_IDS, DEFAULT_DATASET, INDEPENDENT, MD22_MOLECULE, NPZ, ZOO,  # noqa: E402
                           finished, phizoo_cmd, plan, run_dir)
 
 
@@ -39,6 +41,14 @@ def prepare_data(datasets=None) -> None:
                                       "-o", str(NPZ)), check=True, cwd=ROOT, env=_one_thread())
         subprocess.run(phizoo_cmd("data", "convert", "md22", str(NPZ), "-o", str(DATA["md22"]), "--molecule",
                                   MD22_MOLECULE, "--train-size", "1000"), check=True, cwd=ROOT)
+    held_out = INDEPENDENT["md22"]
+    if (datasets is None or "md22" in datasets) and not held_out.exists():
+        npz = held_out.with_suffix(".npz")  # seed 1: another conformer, velocities and noise (~4 min)
+        if not npz.exists():
+            subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "300", "--seed", "1",
+                                      "-o", str(npz)), check=True, cwd=ROOT, env=_one_thread())
+        subprocess.run(phizoo_cmd("data", "convert", "md22", str(npz), "-o", str(held_out), "--molecule",
+                                  MD22_MOLECULE, "--test-only"), check=True, cwd=ROOT)
 
 
 def _one_thread() -> dict:
@@ -94,11 +104,11 @@ def main(argv=None) -> int:
     p.add_argument("step", choices=["data", "train", "publish", "report", "all"])
     p.add_argument("--jobs", type=int, default=2, help="processes at a time (one thread each)")
     p.add_argument("--datasets", nargs="+", choices=sorted(DATA), help="train only these datasets")
-    p.add_argument("--models", nargs="+", choices=MODELS, help="train only these backbones")
+    p.add_argument("--models", nargs="+", choices=ZOO, help="train only these (painn-coulomb: the Coulomb-head model)")
     p.add_argument("--seeds", nargs="+", type=int, help="train only these seeds (published weights: 0)")
-    p.add_argument("--nve-models", default="painn,e2gnn,mace",
-                   help="backbones whose MD22-xTB base and Φ models run the 10 ps NVE test (comma-separated; "
-                        "default painn,e2gnn,mace: ViSNet's cpu preset needs ~40 ms/step here, ~15 min per run)")
+    p.add_argument("--nve-models", default="painn,e2gnn,mace,visnet",
+                   help="backbones whose MD22-xTB base and Φ models run the 10 ps NVE test at 300 K "
+                        "(comma-separated; every shipped MD checkpoint by default)")
     args = p.parse_args(argv)
     if args.step in ("data", "train", "all"):
         prepare_data(args.datasets)

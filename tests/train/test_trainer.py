@@ -189,6 +189,7 @@ def test_config_overrides_and_unknown_keys(tmp_path):
             c = load_config(repo_root() / "zoo_configs" / f"{model}-{dataset}.yaml")
             assert c["model"]["name"] == model and c["model"]["phi"] is True and c["data"]["dataset"] == dataset
             assert c["model"]["preset"] == "cpu" and (c["loss"]["forces"] > 0) == (dataset == "md22")
+            assert c["schedule"]["type"] == "plateau"  # the zoo is trained to a validation plateau (issue 14)
 
 
 def test_selected_model_is_the_best_validation_epoch_without_output_dir(data):
