@@ -225,7 +225,7 @@ def task_leaderboard(task: str) -> list[dict]:
     ds = open_dataset(TASKS[task].path)
     test = split_indices(ds, "test")
     return leaderboard([str(stem) for _, stem in refs], ds, indices=test, split="test",
-                       names=[f"painn-{v}" for v, _ in refs], output_dir=leaderboard_dir(task),
+                       names=[f"painn-{v}" for v, _ in refs], output_dir=leaderboard_dir(task), repeats=3,
                        title=f"{task}: PaiNN variants, {len(test)} test structures")
 
 

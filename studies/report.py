@@ -184,7 +184,7 @@ def leaderboards() -> dict[str, list[dict]]:
         if refs:
             ds = open_dataset(DATA[dataset])
             idx = split_indices(ds, "test")[:LEADERBOARD_STRUCTURES[dataset]]
-            boards[dataset] = leaderboard(refs, ds, indices=idx, split="test", names=names,
+            boards[dataset] = leaderboard(refs, ds, indices=idx, split="test", names=names, repeats=3,
                                           output_dir=RESULTS / f"leaderboard-{dataset}",
                                           title=f"{DATASET_IDS[dataset]}: first {len(idx)} test structures")
     return boards
