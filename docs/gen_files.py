@@ -62,14 +62,22 @@ def cli_reference() -> str:
     return "\n".join(out)
 
 
+def _schedule(card: dict) -> str:
+    """"cosine" (a fixed epoch budget), "to plateau" (stopped at the validation plateau) or
+    "plateau, capped" (the epoch budget ran out first)."""
+    if card["hyperparameters"]["schedule"].get("type", "cosine") != "plateau":
+        return "cosine"
+    return "to plateau" if card["training"].get("stopped") == "validation plateau" else "plateau, capped"
+
+
 def pretrained_table() -> str:
-    """One row per manifest entry: test errors, parameters, epochs and training time from its card;
+    """One row per manifest entry: test errors, parameters, epochs (and schedule) and training time from its card;
     ``Φ`` says which formulation the weights use, ``Coulomb head`` its correction and charge training; ``status`` is the manifest's ``stale`` mark, if any."""
     import json
 
     manifest = json.loads((ROOT / "pretrained" / "manifest.json").read_text())
     rows = ["| id | backbone | Φ | Coulomb head | parameters | test energy MAE (meV) | test force MAE (meV/Å) | "
-            "epochs | training (min, 1 CPU thread) | status |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+            "epochs (schedule) | training (min, 1 CPU thread) | status |", "|---|---|---|---|---:|---:|---:|---|---:|---|"]
     for e in sorted(manifest["checkpoints"], key=lambda e: (e["dataset"] != "qm9", e["model"], e["phi"])):
         card = json.loads((ROOT / "pretrained" / e["card"]).read_text())
         test = card["metrics"]["test"]
@@ -85,7 +93,7 @@ def pretrained_table() -> str:
                        f"{'supervised' if loss.get('charges') or loss.get('dipole') else 'latent'} charges")
         rows.append(f"| `{e['id']}` | {e['model']} | {phi} | {coulomb} | {card['num_parameters']:,} | "
                     f"{test['energy_mae_meV']:.1f} | {'–' if forces is None else f'{forces:.1f}'} | "
-                    f"{card['training']['epochs_completed']} | {card['training']['time_s'] / 60:.1f} | "
+                    f"{card['training']['epochs_completed']} ({_schedule(card)}) | {card['training']['time_s'] / 60:.1f} | "
                     f"{'stale: ' + e['stale'] if e.get('stale') else 'current'} |")
     return "\n".join(rows) + "\n"
 
