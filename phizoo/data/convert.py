@@ -328,7 +328,7 @@ def fingerprint(source: Source, hashes: list[dict], seed: int, extra: dict) -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def test_only_split(n: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def held_out_split(n: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Every structure in ``test``, no ``train`` or ``val``: a held-out set (e.g. an independent
     trajectory) that checkpoints are evaluated on with ``phizoo eval --split test``."""
     return {"test": np.arange(n)}, {"policy": "--test-only: every structure in 'test' (an independent test set; "
@@ -341,7 +341,7 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
     """Convert ``source`` into the database ``dest`` (atomic; resumes an interrupted run with
     identical inputs and options). Returns ``dest``.
 
-    ``test_only``: every structure goes to the ``test`` split (:func:`test_only_split`) instead of
+    ``test_only``: every structure goes to the ``test`` split (:func:`held_out_split`) instead of
     the source's train/val/test policy. ``on_record(i)`` is called before structure ``i`` is built
     (used by tests to interrupt)."""
     from tqdm.auto import tqdm
@@ -358,7 +358,7 @@ def convert(source: Source, dest: str | Path, *, seed: int = 42, train_subsets: 
     fp = fingerprint(source, hashes, seed, {"train_subsets": sorted(set(map(int, train_subsets))),
                                             **({"test_only": True} if test_only else {})})
     # splits depend only on n and the seed: computed (and checked) before anything is written
-    splits, policy = test_only_split(n) if test_only else source.splits(n, seed)
+    splits, policy = held_out_split(n) if test_only else source.splits(n, seed)
     if train_subsets:
         splits.update(nested_subsets(splits["train"], train_subsets))
     splits = {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in splits.items()}
