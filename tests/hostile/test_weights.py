@@ -46,10 +46,11 @@ def test_load_model_refuses_a_checkpoint_of_another_model(home):
 
 # ------------------------------------------------------------------ the manifest fails closed
 
-def _edit_manifest(home, edit):
+def _edit_manifest(home, edit, entry_id="painn-qm9"):
+    """Apply ``edit`` to the manifest entry ``entry_id`` (the one ``load_model("painn", phi=False)`` opens)."""
     path = home / "pretrained" / "manifest.json"
     data = json.loads(path.read_text())
-    edit(data["checkpoints"][0])
+    edit(next(e for e in data["checkpoints"] if e["id"] == entry_id))
     path.write_text(json.dumps(data))
 
 
