@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from studies.plan import (DATA, DATASET_IDS, DEFAULT_DATASET, INDEPENDENT, MD22_MOLECULE, NPZ, ZOO,  # noqa: E402
-                          finished, phizoo_cmd, plan, run_dir)
+                          checkpoint_id, finished, phizoo_cmd, plan, run_dir)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -92,7 +92,7 @@ def publish() -> None:
         src = run_dir(dataset, model, phi, seed)
         if seed != 0 or not finished(src):
             continue
-        entry_id = f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}"
+        entry_id = checkpoint_id(dataset, model, phi)
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(src / f"best{suffix}", dest / f"{entry_id}{suffix}")
         register_in_manifest(dest / entry_id, entry_id, DATASET_IDS[dataset], default=dataset == DEFAULT_DATASET)

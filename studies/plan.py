@@ -39,6 +39,11 @@ def run_dir(dataset: str, model: str, phi: bool, seed: int) -> Path:
     return RUNS / dataset / f"{model}-{'phi' if phi else 'base'}-s{seed}"
 
 
+def checkpoint_id(dataset: str, model: str, phi: bool) -> str:
+    """The published id of a run: ``<model>[-phi]-<dataset id>``, e.g. ``painn-phi-md22-xtb-ac-ala3``."""
+    return f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}"
+
+
 def plan() -> list[tuple[str, str, bool, int]]:
     """(dataset, model, phi, seed); seed-0 runs (the published weights) first, PaiNN (the most
     accurate per CPU hour, whose runs carry the accuracy targets) before the others."""

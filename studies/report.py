@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from studies import zoo_checks
-from studies.plan import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, ZOO, finished, plan, run_dir
+from studies.plan import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, ZOO, checkpoint_id, finished, plan, run_dir
 
 NVE_STEPS = 20000          # 10 ps at 0.5 fs
 NVE_TIMESTEP_FS = 0.5
@@ -180,7 +180,7 @@ def leaderboards() -> dict[str, list[dict]]:
             stem = run_dir(dataset, model, phi, 0) / "best"
             if finished(stem.parent):
                 refs.append(str(stem))
-                names.append(f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}")
+                names.append(checkpoint_id(dataset, model, phi))
         if refs:
             ds = open_dataset(DATA[dataset])
             idx = split_indices(ds, "test")[:LEADERBOARD_STRUCTURES[dataset]]

@@ -10,16 +10,10 @@ trajectory. Used by ``studies/report.py`` (``python studies/phi_vs_baseline.py r
 """
 from __future__ import annotations
 
-import json
-
-from studies.plan import DATASET_IDS, INDEPENDENT, finished, plan, run_dir
+from studies.plan import DATASET_IDS, INDEPENDENT, checkpoint_id, finished, plan, run_dir
 
 # dataset -> (card metric, target, unit)
 TARGETS = {"qm9": ("energy_mae_meV", 30.0, "meV"), "md22": ("forces_mae_meV_per_A", 30.0, "meV/Å")}
-
-
-def _name(model: str, phi: bool, dataset: str) -> str:
-    return f"{model}{'-phi' if phi else ''}-{DATASET_IDS[dataset]}"
 
 
 def independent_errors() -> list[dict]:
@@ -40,11 +34,11 @@ def independent_errors() -> list[dict]:
         path = run_dir(dataset, model, phi, seed)
         if dataset != "md22" or seed != 0 or not finished(path):
             continue
-        m = evaluate(load_checkpoint(path / "best").eval(), ds, idx)
-        card = json.loads((path / "best.json").read_text())
-        rows.append({"model": _name(model, phi, dataset), "frames": len(idx),
+        net = load_checkpoint(path / "best").eval()
+        m = evaluate(net, ds, idx)
+        rows.append({"model": checkpoint_id(dataset, model, phi), "frames": len(idx),
                      "energy_mae_meV": m["energy_mae_meV"], "forces_mae_meV_per_A": m["forces_mae_meV_per_A"],
-                     "test_split_forces_mae_meV_per_A": card["metrics"]["test"]["forces_mae_meV_per_A"]})
+                     "test_split_forces_mae_meV_per_A": net.card["metrics"]["test"]["forces_mae_meV_per_A"]})
     return rows
 
 
@@ -57,7 +51,7 @@ def target_rows(runs: list[dict], independent: list[dict]) -> list[dict]:
         if not cands:
             continue
         best = min(cands, key=lambda r: r[key])
-        name = _name(best["model"], best["phi"], dataset)
+        name = checkpoint_id(dataset, best["model"], best["phi"])
         row = {"dataset": dataset, "model": name, "metric": key, "unit": unit, "target": target, "test": best[key],
                "epochs": best["epochs"], "stopped": best.get("stopped"), "met": best[key] <= target}
         ind = next((r for r in independent if r["model"] == name), None)
