@@ -21,8 +21,10 @@ total-charge/spin embedding (``model.charge_spin``), as a user training charged 
 Plan (``plan()``): PaiNN on every task at three training-set sizes (¼, ½ and all of the train
 split, seed 0) and seeds 1–2 at the full size; E2GNN at the full size; ViSNet and MACE at the full
 size where a task is cheap (``ag3``). Each run: ``runs/long_range/<task>/<model>-<variant>-n<N>-s<seed>/``
-(the trainer's checkpoints and ``eval.json``); finished runs are skipped, interrupted ones resume.
-Each process uses one thread.
+(the trainer's checkpoints and ``eval.json``); interrupted runs resume. ``eval.json`` and
+``nve.json`` are also committed under ``studies/results/ledger/long_range/<task>/``
+(:mod:`studies.ledger`): a run recorded there is done, also in a fresh checkout without ``runs/``,
+and the report reads them from there. Each process uses one thread.
 
 ``eval.json`` holds the test errors (energy MAE meV, force MAE meV/Å), per-frame energy errors with
 each frame's ``meta`` (the dimer separation), and for the Coulomb variants the latent charges
@@ -53,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LR_DATA = ROOT / "data" / "lr"
 RUNS = ROOT / "runs" / "long_range"
 RESULTS = ROOT / "studies" / "results"
+sys.path.insert(0, str(ROOT))
+from studies.ledger import LEDGER, read_json, write_json  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,13 @@ def run_dir(task: str, model: str, variant: str, fraction: float, seed: int) -> 
     return RUNS / task / f"{model}-{variant}-n{n}-s{seed}"
 
 
+def ledger_path(task: str, model: str, variant: str, fraction: float, seed: int, what: str = "eval") -> Path:
+    """Where a finished run's ``eval.json`` (``what="eval"``) or ``nve.json`` (``"nve"``) is committed
+    (:mod:`studies.ledger`); a run recorded there is done."""
+    name = run_dir(task, model, variant, fraction, seed).name
+    return LEDGER / "long_range" / task / (f"{name}.json" if what == "eval" else f"{name}.{what}.json")
+
+
 @lru_cache(maxsize=None)
 def _train_split(path: Path) -> tuple[int, ...]:
     from phizoo.train.data import open_dataset, split_indices
@@ -203,9 +214,8 @@ def run_one(task: str, model: str, variant: str, fraction: float, seed: int) -> 
     result = evaluate(out / "best", ds, splits["test"], neutral=not TASKS[task].charged)
     result.update(task=task, model=model, variant=variant, n_train=len(splits["train"]), seed=seed,
                   train_time_s=time.perf_counter() - t0, best_epoch=summary.get("best_epoch"))
-    tmp = out / "eval.json.partial"
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out / "eval.json")
+    write_json(out / "eval.json", result)
+    write_json(ledger_path(task, model, variant, fraction, seed), result, indent=None)
     return result
 
 
@@ -250,8 +260,8 @@ def nve_one(task: str, model: str, variant: str) -> dict | None:
     if not (out / "eval.json").exists():
         return None
     sha = json.loads((out / "best.json").read_text())["integrity"]["weights_sha256"]
-    done = out / "nve.json"
-    previous = json.loads(done.read_text()) if done.exists() else {}
+    done = ledger_path(task, model, variant, 1.0, 0, "nve")
+    previous = read_json(done) or {}
     if previous.get("weights_sha256") == sha:
         return previous
     torch.set_num_threads(1)
@@ -265,9 +275,8 @@ def nve_one(task: str, model: str, variant: str) -> dict | None:
     result = nve_stability(load_checkpoint(out / "best", dtype=torch.float64).eval(), atoms,
                            temperature_K=TASKS[task].nve_temperature, **NVE)
     result.update(task=task, model=model, variant=variant, weights_sha256=sha, frame=rec.get("meta"))
-    tmp = done.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(result) + "\n")
-    tmp.replace(done)
+    write_json(out / "nve.json", result, indent=None)
+    write_json(done, result, indent=None)
     return result
 
 
@@ -318,7 +327,7 @@ def _in_workers(jobs: int, step: str, todo: list[tuple[tuple, Path]], log_name: 
 
 def train(jobs: int, tasks=None, models=None, variants=None) -> None:
     runs = [r for r in plan(tasks, models, variants) if TASKS[r[0]].path.exists()]
-    todo = [r for r in runs if not (run_dir(*r) / "eval.json").exists()]
+    todo = [r for r in runs if not ledger_path(*r).exists()]
     print(f"{len(runs)} runs planned, {len(todo)} to do, {jobs} at a time", flush=True)
     _in_workers(jobs, "worker", [(r, run_dir(*r)) for r in todo], "train.log")
 
@@ -326,7 +335,7 @@ def train(jobs: int, tasks=None, models=None, variants=None) -> None:
 def nve(jobs: int, tasks=None, variants=None) -> None:
     todo = [((t, "painn", v), run_dir(t, "painn", v, 1.0, 0)) for t in tasks or TASKS if TASKS[t].nve_temperature
             for v in variants or variants_for(t)]
-    todo = [(r, out) for r, out in todo if (out / "eval.json").exists()]
+    todo = [(r, out) for r, out in todo if (out / "eval.json").exists()]  # the weights are here
     print(f"{len(todo)} NVE runs, {jobs} at a time", flush=True)
     _in_workers(jobs, "nve-worker", todo, "nve.log")
 
@@ -359,5 +368,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())

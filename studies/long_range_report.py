@@ -17,16 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.long_range import BASELINE, RESULTS, RUNS, TASKS, VARIANTS
+from studies.ledger import LEDGER, read_json
+from studies.long_range import BASELINE, RESULTS, TASKS, VARIANTS
+
+RECORDS = LEDGER / "long_range"
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def collect() -> list[dict]:
-    rows = []
-    for path in sorted(RUNS.glob("*/*/eval.json")):
-        rows.append(json.loads(path.read_text()))
-    return rows
+    """Every finished run's ``eval.json``, from the ledger."""
+    return [read_json(p) for p in sorted(RECORDS.glob("*/*.json")) if not p.name.endswith(".nve.json")]
 
 
 def _mean_std(values) -> str:
@@ -61,7 +62,7 @@ def table(rows: list[dict], task: str) -> list[str]:
 
 
 def collect_nve() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/*/nve.json"))]
+    return [read_json(p) for p in sorted(RECORDS.glob("*/*.nve.json"))]
 
 
 def nve_table(runs: list[dict], task: str) -> list[str]:
@@ -130,7 +131,7 @@ def dimer_separation(rows: list[dict]) -> Path | None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     edges = np.geomspace(1.5, 16.0, 9)
     for i, variant in enumerate(VARIANTS):
-        frames = [f for r in sel if r["variant"] == variant and r["n_train"] == n_full for f in r["frames"]]
+        frames = [f for r in sel if r["variant"] == variant and r["n_train"] == n_full for f in r.get("frames", ())]
         if not frames:
             continue
         d = np.array([f["meta"]["min_distance_A"] for f in frames])
@@ -214,14 +215,17 @@ def task_leaderboard(task: str) -> list[dict]:
     side (rows; also ``long_range_leaderboard-<task>/leaderboard.{md,csv,json,png}``)."""
     from phizoo.eval.leaderboard import leaderboard
     from phizoo.train.data import open_dataset, split_indices
-    from studies.long_range import run_dir, variants_for
+    from studies.long_range import ledger_path, run_dir, variants_for
 
     if not TASKS[task].path.exists():  # data not made yet: no runs either
         return []
-    refs = [(v, run_dir(task, "painn", v, 1.0, 0)) for v in variants_for(task)]
-    refs = [(v, out / "best") for v, out in refs if (out / "eval.json").exists()]
+    done = [v for v in variants_for(task) if ledger_path(task, "painn", v, 1.0, 0).exists()]
+    refs = [(v, run_dir(task, "painn", v, 1.0, 0) / "best") for v in done]
     if not refs:
         return []
+    if not all(stem.with_suffix(".safetensors").exists() for _, stem in refs):
+        # finished in an earlier checkout whose runs/ is gone: keep the committed board
+        return read_json(leaderboard_dir(task) / "leaderboard.json") or []
     ds = open_dataset(TASKS[task].path)
     test = split_indices(ds, "test")
     return leaderboard([str(stem) for _, stem in refs], ds, indices=test, split="test",
@@ -269,8 +273,8 @@ def report(readme: Path = ROOT / "README.md", leaderboard: Path = ROOT / "LEADER
     rows = collect()
     nves = collect_nve()
     boards = {task: task_leaderboard(task) for task in TASKS} if leaderboards else {}
-    intro = ("Every number below comes from `python studies/long_range.py report`, from the runs under "
-             f"`{os.path.relpath(RUNS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + ".")
+    intro = ("Every number below comes from `python studies/long_range.py report`, from the finished runs "
+             f"recorded under `{os.path.relpath(RECORDS, ROOT)}/`. Variants: " + ", ".join(f"`{v}`" for v in VARIANTS) + ".")
     L = ["# When does long range help? (studies/long_range.py)", "", intro] + sections(rows, nves, RESULTS, 2, boards)
     if readme.exists():
         replace_block(readme, verdicts(rows))

@@ -7,8 +7,10 @@
 
 Every run is ``phizoo train --config zoo_configs/<model>-<dataset>.yaml`` with ``model.phi`` set
 to false or true and a seed: base and Φ share the config, split and budget. Runs go to
-``runs/zoo/<dataset>/<model>-<base|phi>-s<seed>``; finished runs are skipped and interrupted
-runs resume, so the command can be repeated after a stop. Each process uses one thread. The
+``runs/zoo/<dataset>/<model>-<base|phi>-s<seed>``; a finished run's card is also committed to
+``studies/results/ledger/zoo/`` (:mod:`studies.ledger`), so finished runs are skipped even in a
+fresh checkout, and interrupted runs resume from their run directory: the command can be repeated
+after a stop. Each process uses one thread. The
 configs train to a validation plateau (``schedule.type: plateau``) within the epoch budget their
 header states; each card's ``training.stopped`` says whether the plateau or the budget ended it.
 """
@@ -25,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from studies.plan import (DATA, DATASET_IDS, DEFAULT_DATASET, INDEPENDENT, MD22_MOLECULE, NPZ, ZOO,  # noqa: E402
-                          checkpoint_id, finished, phizoo_cmd, plan, run_dir)
+from studies.plan import (DATA, DATASET_IDS, DEFAULT_DATASET, INDEPENDENT, MD22_MOLECULE, NPZ, PRETRAINED,  # noqa: E402
+                          ZOO, checkpoint_id, finished, phizoo_cmd, plan, record, run_dir, weights)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -58,7 +60,7 @@ def _one_thread() -> dict:
 def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
     out = run_dir(dataset, model, phi, seed)
     tag = f"{dataset}/{out.name}"
-    if finished(out):
+    if finished(dataset, model, phi, seed):
         return f"{tag}: done before"
     out.mkdir(parents=True, exist_ok=True)
     cmd = phizoo_cmd("train", "--config", f"zoo_configs/{model}-{dataset}.yaml", "--data", str(DATA[dataset]),
@@ -68,7 +70,10 @@ def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
     t0 = time.time()
     with open(out / "train.log", "a") as log:
         rc = subprocess.run(cmd, cwd=ROOT, env=_one_thread(), stdout=log, stderr=subprocess.STDOUT).returncode
-    status = "ok" if rc == 0 and finished(out) else f"FAILED (exit {rc}, see {out / 'train.log'})"
+    done = rc == 0 and finished(dataset, model, phi, seed)
+    if done:
+        record(dataset, model, phi, seed)
+    status = "ok" if done else f"FAILED (exit {rc}, see {out / 'train.log'})"
     return f"{tag}: {status} in {time.time() - t0:.0f} s"
 
 
@@ -82,20 +87,21 @@ def train(jobs: int, datasets=None, models=None, seeds=None) -> None:
 
 
 def publish() -> None:
-    """Copy each seed-0 best checkpoint to ``pretrained/`` and record its sha256 in the manifest."""
+    """Copy each finished seed-0 run's best checkpoint to ``pretrained/``, record its sha256 in the
+    manifest and its card in the ledger (runs published before are skipped)."""
     import shutil
 
     from phizoo.pretrained import register_in_manifest
 
-    dest = ROOT / "pretrained"
     for dataset, model, phi, seed in plan():
-        src = run_dir(dataset, model, phi, seed)
-        if seed != 0 or not finished(src):
+        src = weights(dataset, model, phi, seed)
+        if seed != 0 or src is None or src.parent == PRETRAINED:
             continue
         entry_id = checkpoint_id(dataset, model, phi)
         for suffix in (".safetensors", ".json"):
-            shutil.copyfile(src / f"best{suffix}", dest / f"{entry_id}{suffix}")
-        register_in_manifest(dest / entry_id, entry_id, DATASET_IDS[dataset], default=dataset == DEFAULT_DATASET)
+            shutil.copyfile(src.with_suffix(suffix), PRETRAINED / f"{entry_id}{suffix}")
+        register_in_manifest(PRETRAINED / entry_id, entry_id, DATASET_IDS[dataset], default=dataset == DEFAULT_DATASET)
+        record(dataset, model, phi, seed)
         print(f"published {entry_id}")
 
 

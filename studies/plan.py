@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from studies.ledger import LEDGER, read_json, write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("painn", "visnet", "e2gnn", "mace")
@@ -26,6 +28,7 @@ INDEPENDENT = {"md22": ROOT / "data" / "xtb" / f"{MD22_MOLECULE}_gfn2xtb_500K_se
 SEEDS = {("qm9", "painn"): (0, 1, 2), ("qm9", "e2gnn"): (0, 1, 2)}
 RUNS = ROOT / "runs" / "zoo"  # the zoo trained to a validation plateau (issue 14); runs/study held the 12-epoch zoo
 RESULTS = ROOT / "studies" / "results"
+PRETRAINED = ROOT / "pretrained"
 # published ids: <model>[-phi]-<dataset id>; the QM9 models are the defaults of load_model
 DATASET_IDS = {"qm9": "qm9", "md22": "md22-xtb-ac-ala3"}
 DEFAULT_DATASET = "qm9"
@@ -52,8 +55,39 @@ def plan() -> list[tuple[str, str, bool, int]]:
             if seed in SEEDS.get((dataset, model), (0,))]
 
 
-def finished(path: Path) -> bool:
-    import json
+def ledger_path(dataset: str, model: str, phi: bool, seed: int) -> Path:
+    """Where a finished run's final card is committed (:mod:`studies.ledger`)."""
+    return LEDGER / "zoo" / dataset / f"{run_dir(dataset, model, phi, seed).name}.json"
 
-    card = path / "best.json"
-    return card.exists() and "test" in json.loads(card.read_text()).get("metrics", {})
+
+def _final(card: dict | None) -> dict | None:
+    return card if card is not None and "test" in card.get("metrics", {}) else None
+
+
+def card(dataset: str, model: str, phi: bool, seed: int) -> dict | None:
+    """The final card (test metrics included) of a finished run, from its run directory or else the
+    ledger; None while the run is unfinished."""
+    return _final(read_json(run_dir(dataset, model, phi, seed) / "best.json")) \
+        or _final(read_json(ledger_path(dataset, model, phi, seed)))
+
+
+def finished(dataset: str, model: str, phi: bool, seed: int) -> bool:
+    return card(dataset, model, phi, seed) is not None
+
+
+def record(dataset: str, model: str, phi: bool, seed: int) -> None:
+    """Commit a finished run's final card to the ledger."""
+    write_json(ledger_path(dataset, model, phi, seed), card(dataset, model, phi, seed))
+
+
+def weights(dataset: str, model: str, phi: bool, seed: int) -> Path | None:
+    """The checkpoint stem holding a finished run's weights: its run directory's ``best`` or its
+    published copy in ``pretrained/``, whichever carries the card's weights sha256; None if neither."""
+    final = card(dataset, model, phi, seed)
+    if final is None:
+        return None
+    for stem in (run_dir(dataset, model, phi, seed) / "best", PRETRAINED / checkpoint_id(dataset, model, phi)):
+        other = read_json(stem.with_suffix(".json"))
+        if other and other["integrity"]["weights_sha256"] == final["integrity"]["weights_sha256"]:
+            return stem
+    return None

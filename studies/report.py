@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from studies import zoo_checks
-from studies.plan import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, ZOO, checkpoint_id, finished, plan, run_dir
+from studies.plan import DATA, DATASET_IDS, MODELS, RESULTS, ROOT, ZOO, card, checkpoint_id, plan, weights
 
 NVE_STEPS = 20000          # 10 ps at 0.5 fs
 NVE_TIMESTEP_FS = 0.5
@@ -46,16 +46,15 @@ ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F"}
 def collect_runs() -> list[dict]:
     rows = []
     for dataset, model, phi, seed in plan():
-        path = run_dir(dataset, model, phi, seed)
-        if not finished(path):
+        final = card(dataset, model, phi, seed)
+        if final is None:
             continue
-        card = json.loads((path / "best.json").read_text())
-        test = card["metrics"]["test"]
+        test = final["metrics"]["test"]
         rows.append({"dataset": dataset, "model": model, "phi": phi, "seed": seed,
                      "energy_mae_meV": test.get("energy_mae_meV"), "forces_mae_meV_per_A": test.get("forces_mae_meV_per_A"),
-                     "epochs": card["training"]["epochs_completed"], "best_epoch": card["training"]["best_epoch"],
-                     "stopped": card["training"].get("stopped"),
-                     "train_time_s": card["training"]["time_s"], "parameters": card["num_parameters"]})
+                     "epochs": final["training"]["epochs_completed"], "best_epoch": final["training"]["best_epoch"],
+                     "stopped": final["training"].get("stopped"),
+                     "train_time_s": final["training"]["time_s"], "parameters": final["num_parameters"]})
     return rows
 
 
@@ -91,8 +90,8 @@ def charge_agreement(dataset: str, model_name: str) -> dict | None:
     from phizoo.pretrained import load_checkpoint
     from phizoo.train.data import chunk, collate, open_dataset, split_indices
 
-    stem = run_dir(dataset, model_name, True, 0) / "best"
-    if not finished(stem.parent):
+    stem = weights(dataset, model_name, True, 0)
+    if stem is None:
         return None
     torch.set_num_threads(1)
     model = load_checkpoint(stem).eval()
@@ -132,8 +131,8 @@ def nve(model_name: str, phi: bool, steps: int = NVE_STEPS) -> dict | None:
     from phizoo.pretrained import load_checkpoint
     from phizoo.train.data import open_dataset, split_indices
 
-    stem = run_dir("md22", model_name, phi, 0) / "best"
-    if not finished(stem.parent):
+    stem = weights("md22", model_name, phi, 0)
+    if stem is None:
         return None
     torch.set_num_threads(1)
     model = load_checkpoint(stem, dtype=torch.float64).eval()
@@ -150,15 +149,14 @@ def _nve_job(args):
 
 
 def _weights_sha256(model_name: str, phi: bool) -> str:
-    card = run_dir("md22", model_name, phi, 0) / "best.json"
-    return json.loads(card.read_text())["integrity"]["weights_sha256"]
+    return card("md22", model_name, phi, 0)["integrity"]["weights_sha256"]
 
 
 def previous_nve(model_name: str, phi: bool, steps: int) -> dict | None:
     """The NVE result of the last report for exactly these weights (same sha256) and length, if any:
     10 ps of MD per model is the longest part of the report, and unchanged weights give the same run."""
     path = RESULTS / "study.json"
-    if not path.exists() or not finished(run_dir("md22", model_name, phi, 0)):
+    if not path.exists() or card("md22", model_name, phi, 0) is None:
         return None
     sha = _weights_sha256(model_name, phi)
     for r in json.loads(path.read_text()).get("nve", []):
@@ -177,8 +175,8 @@ def leaderboards() -> dict[str, list[dict]]:
     for dataset in ("qm9", "md22"):
         refs, names = [], []
         for _, model, phi, _ in [r for r in plan() if r[0] == dataset and r[3] == 0]:
-            stem = run_dir(dataset, model, phi, 0) / "best"
-            if finished(stem.parent):
+            stem = weights(dataset, model, phi, 0)
+            if stem is not None:
                 refs.append(str(stem))
                 names.append(checkpoint_id(dataset, model, phi))
         if refs:

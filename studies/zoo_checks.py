@@ -10,7 +10,7 @@ trajectory. Used by ``studies/report.py`` (``python studies/phi_vs_baseline.py r
 """
 from __future__ import annotations
 
-from studies.plan import DATASET_IDS, INDEPENDENT, checkpoint_id, finished, plan, run_dir
+from studies.plan import DATASET_IDS, INDEPENDENT, checkpoint_id, plan, weights
 
 # dataset -> (card metric, target, unit)
 TARGETS = {"qm9": ("energy_mae_meV", 30.0, "meV"), "md22": ("forces_mae_meV_per_A", 30.0, "meV/Å")}
@@ -31,10 +31,10 @@ def independent_errors() -> list[dict]:
     idx = split_indices(ds, "test")
     rows = []
     for dataset, model, phi, seed in plan():
-        path = run_dir(dataset, model, phi, seed)
-        if dataset != "md22" or seed != 0 or not finished(path):
+        stem = weights(dataset, model, phi, seed) if dataset == "md22" and seed == 0 else None
+        if stem is None:
             continue
-        net = load_checkpoint(path / "best").eval()
+        net = load_checkpoint(stem).eval()
         m = evaluate(net, ds, idx)
         rows.append({"model": checkpoint_id(dataset, model, phi), "frames": len(idx),
                      "energy_mae_meV": m["energy_mae_meV"], "forces_mae_meV_per_A": m["forces_mae_meV_per_A"],

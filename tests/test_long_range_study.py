@@ -1,6 +1,6 @@
 """``studies/long_range.py``: the plan, nested training subsets, and one tiny run per variant on
 generated point charges (8 + 8 ions, periodic) whose ``eval.json`` matches the checkpoint's own
-predictions on the test split."""
+predictions on the test split; finished runs survive a checkout without ``runs/`` (the ledger)."""
 import json
 
 import numpy as np
@@ -21,6 +21,7 @@ def tiny_task(tmp_path, monkeypatch):
                    nve_temperature=1500.0)
     monkeypatch.setitem(lr.TASKS, "tiny", task)
     monkeypatch.setattr(lr, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(lr, "LEDGER", tmp_path / "ledger")
     monkeypatch.setattr(lr, "PRESET", "test")
     return path
 
@@ -123,3 +124,28 @@ def test_task_leaderboard_times_every_finished_variant(tiny_task, tmp_path, monk
         assert r["energy_mae_meV"] == pytest.approx(results[r["model"][6:]]["energy_mae_meV"], rel=1e-4)
         assert r["inference_ms_per_structure"] > 0
     assert (tmp_path / "results" / "long_range_leaderboard-tiny" / "leaderboard.md").exists()
+
+
+def test_finished_runs_survive_a_checkout_without_runs(tiny_task, tmp_path, monkeypatch):
+    """runs/ is not committed: the ledger keeps every finished run's eval.json and NVE result, the
+    driver does not redo those runs, and the report reads them and keeps the committed leaderboard."""
+    import shutil
+
+    import studies.long_range_report as rep
+
+    monkeypatch.setattr(lr, "NVE", {"steps": 20, "timestep_fs": 1.0, "record_every": 5})
+    monkeypatch.setattr(rep, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rep, "RECORDS", lr.LEDGER / "long_range")
+    monkeypatch.setitem(rep.TASKS, "tiny", lr.TASKS["tiny"])
+    result = json.loads(json.dumps(lr.run_one("tiny", "painn", "base", 1.0, 0)))
+    nve = json.loads(json.dumps(lr.nve_one("tiny", "painn", "base")))
+    board = rep.task_leaderboard("tiny")
+    shutil.rmtree(tmp_path / "runs")  # a fresh checkout
+    assert rep.collect() == [result] and rep.collect_nve() == [nve]
+    kept = rep.task_leaderboard("tiny")
+    assert [(r["model"], r["energy_mae_meV"]) for r in kept] == [(r["model"], r["energy_mae_meV"]) for r in board]
+    todo = []
+    monkeypatch.setattr(lr, "_in_workers", lambda jobs, step, items, log: todo.extend(r for r, _ in items))
+    lr.train(1, tasks=["tiny"], models=["painn"], variants=["base"])
+    assert ("tiny", "painn", "base", 1.0, 0) not in todo
+    assert ("tiny", "painn", "base", 1.0, 1) in todo  # not finished: still to do

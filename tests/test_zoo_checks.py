@@ -1,6 +1,11 @@
 """studies/zoo_checks.py and studies/plan.py: the zoo plan holds every shipped family (the Coulomb
 checkpoint without Φ), and the accuracy-target table picks the best seed-0 model per dataset and
-counts a target as met only when the independent trajectory meets it too."""
+counts a target as met only when the independent trajectory meets it too; a finished run stays
+finished in a checkout without ``runs/`` (the ledger)."""
+import json
+import shutil
+
+import studies.plan as zoo_plan
 from studies import zoo_checks
 from studies.plan import plan
 
@@ -37,3 +42,28 @@ def test_targets_take_the_best_seed0_model_and_need_the_independent_trajectory()
     assert not md["met"]  # 29 on the test split, but 33 > 30 on the independent trajectory
     text = "\n".join(zoo_checks.markdown(list(rows.values()), independent))
     assert "| qm9 | painn-qm9 |" in text and "**no**" in text and "| painn-phi-md22-xtb-ac-ala3 | 50.0 | 33.0 | 29.0 |" in text
+
+
+def test_a_finished_run_stays_finished_without_its_run_directory(tmp_path, monkeypatch):
+    """Its card is committed to the ledger; its weights are found in pretrained/ only when the
+    published file carries the card's sha256."""
+    for name in ("RUNS", "LEDGER", "PRETRAINED"):
+        monkeypatch.setattr(zoo_plan, name, tmp_path / name.lower())
+    key = ("md22", "painn", False, 0)
+    run = zoo_plan.run_dir(*key)
+    run.mkdir(parents=True)
+    card = {"integrity": {"weights_sha256": "aa"}, "metrics": {"val": {"forces_mae_meV_per_A": 24.0}}}
+    (run / "best.json").write_text(json.dumps(card))
+    assert not zoo_plan.finished(*key)  # in progress: no test metrics yet
+    card["metrics"]["test"] = {"forces_mae_meV_per_A": 25.0}
+    (run / "best.json").write_text(json.dumps(card))
+    assert zoo_plan.finished(*key) and zoo_plan.weights(*key) == run / "best"
+    zoo_plan.record(*key)
+    shutil.rmtree(tmp_path / "runs")  # a fresh checkout
+    assert zoo_plan.card(*key) == card and zoo_plan.weights(*key) is None
+    published = tmp_path / "pretrained" / zoo_plan.checkpoint_id("md22", "painn", False)
+    published.parent.mkdir()
+    published.with_suffix(".json").write_text(json.dumps({"integrity": {"weights_sha256": "bb"}}))
+    assert zoo_plan.weights(*key) is None  # other weights under that name
+    published.with_suffix(".json").write_text(json.dumps(card))
+    assert zoo_plan.weights(*key) == published
