@@ -10,7 +10,7 @@ to false or true and a seed: base and Φ share the config, split and budget. Run
 ``runs/zoo/<dataset>/<model>-<base|phi>-s<seed>``; a finished run's card is also committed to
 ``studies/results/ledger/zoo/`` (:mod:`studies.ledger`), so finished runs are skipped even in a
 fresh checkout, and interrupted runs resume from their run directory: the command can be repeated
-after a stop. Each process uses one thread. The
+after a stop. Each process uses one thread (``--threads``). The
 configs train to a validation plateau (``schedule.type: plateau``) within the epoch budget their
 header states; each card's ``training.stopped`` says whether the plateau or the budget ended it.
 """
@@ -53,11 +53,11 @@ def prepare_data(datasets=None) -> None:
                                   MD22_MOLECULE, "--test-only"), check=True, cwd=ROOT)
 
 
-def _one_thread() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def _one_thread(threads: int = 1) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
-def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
+def train_one(dataset: str, model: str, phi: bool, seed: int, threads: int = 1) -> str:
     out = run_dir(dataset, model, phi, seed)
     tag = f"{dataset}/{out.name}"
     if finished(dataset, model, phi, seed):
@@ -69,7 +69,7 @@ def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
         cmd.append("--resume")
     t0 = time.time()
     with open(out / "train.log", "a") as log:
-        rc = subprocess.run(cmd, cwd=ROOT, env=_one_thread(), stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, cwd=ROOT, env=_one_thread(threads), stdout=log, stderr=subprocess.STDOUT).returncode
     done = rc == 0 and finished(dataset, model, phi, seed)
     if done:
         record(dataset, model, phi, seed)
@@ -77,12 +77,12 @@ def train_one(dataset: str, model: str, phi: bool, seed: int) -> str:
     return f"{tag}: {status} in {time.time() - t0:.0f} s"
 
 
-def train(jobs: int, datasets=None, models=None, seeds=None) -> None:
+def train(jobs: int, datasets=None, models=None, seeds=None, threads: int = 1) -> None:
     runs = [r for r in plan() if (datasets is None or r[0] in datasets) and (models is None or r[1] in models)
             and (seeds is None or r[3] in seeds)]
-    print(f"{len(runs)} runs, {jobs} at a time, one thread each", flush=True)
+    print(f"{len(runs)} runs, {jobs} at a time, {threads} thread(s) each", flush=True)
     with ThreadPoolExecutor(jobs) as pool:
-        for msg in pool.map(lambda r: train_one(*r), runs):
+        for msg in pool.map(lambda r: train_one(*r, threads=threads), runs):
             print(msg, flush=True)
 
 
@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", nargs="+", choices=sorted(DATA), help="train only these datasets")
     p.add_argument("--models", nargs="+", choices=ZOO, help="train only these (painn-coulomb: the Coulomb-head model)")
     p.add_argument("--seeds", nargs="+", type=int, help="train only these seeds (published weights: 0)")
+    p.add_argument("--threads", type=int, default=1, help="threads per training process")
     p.add_argument("--nve-models", default="painn,e2gnn,mace,visnet",
                    help="backbones whose MD22-xTB base and Φ models run the 10 ps NVE test at 300 K "
                         "(comma-separated; every shipped MD checkpoint by default)")
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     if args.step in ("data", "train", "all"):
         prepare_data(args.datasets)
     if args.step in ("train", "all"):
-        train(args.jobs, args.datasets, args.models, args.seeds)
+        train(args.jobs, args.datasets, args.models, args.seeds, args.threads)
     if args.step in ("publish", "all"):
         publish()
     if args.step in ("report", "all"):
