@@ -1,5 +1,4 @@
 """``phizoo data convert`` / ``phizoo data info``."""
-import importlib.util
 
 import numpy as np
 
@@ -9,6 +8,7 @@ from phizoo.cli.main import main
 from phizoo.data import LmdbDataset
 
 from . import native
+from tests.optional import needs_qm9pack
 
 
 def test_convert_and_info_md22(tmp_path, capsys, md22_file):
@@ -52,7 +52,7 @@ def test_errors_are_reported_not_raised(tmp_path, capsys, md22_file):
     assert not list(tmp_path.glob("*.lmdb*"))[1:]  # only junk.lmdb
 
 
-@pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack is not installed")
+@needs_qm9pack
 def test_qm9_from_installed_package(tmp_path, capsys):
     dest = tmp_path / "q.lmdb"
     assert main(["data", "convert", "qm9", "-o", str(dest), "--limit", "50", "-q"]) == 0

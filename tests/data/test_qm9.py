@@ -1,6 +1,5 @@
 """QM9 converter: qm9pack CSV layout (fixtures and the real package data), units, splits, bad input."""
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from phizoo.data import DataError, LmdbDataset, convert_qm9
 from phizoo.data.qm9 import QM9_TOTAL, qm9pack_data_dir
 
 from . import native
+from tests.optional import needs_qm9pack
 
-HAS_QM9PACK = importlib.util.find_spec("qm9pack") is not None
 
 
 def test_fixture_values_and_units(tmp_path, qm9_file):
@@ -103,7 +102,7 @@ def test_empty_sources(tmp_path):
         convert_qm9(tmp_path / "missing", tmp_path / "x.lmdb")
 
 
-@pytest.mark.skipif(not HAS_QM9PACK, reason="qm9pack is not installed (pip install qm9pack)")
+@needs_qm9pack
 def test_real_qm9pack_slice(tmp_path):
     """--limit 200 of the installed package's data, checked against the CSV itself."""
     folder = qm9pack_data_dir()
@@ -131,7 +130,7 @@ def test_real_qm9pack_slice(tmp_path):
     assert [f["name"] for f in ds.metadata["source"]["files"]] == ["qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv"]
 
 
-@pytest.mark.skipif(not HAS_QM9PACK, reason="qm9pack is not installed")
+@needs_qm9pack
 def test_locating_qm9pack_does_not_import_it():
     code = ("import sys; from phizoo.data.qm9 import qm9_files; fs = qm9_files(None); "
             "assert 'qm9pack' not in sys.modules, 'imported'; print(len(fs))")

@@ -1,6 +1,5 @@
 """``phizoo data generate ...``: the commands run at tiny sizes, errors are one line, and a
 ``kill`` (SIGTERM) leaves a run that the same command continues to identical records."""
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,9 +12,8 @@ import pytest
 
 from phizoo.cli.main import main
 from phizoo.data import LmdbDataset
+from tests.optional import needs_xtb
 
-HAVE_XTB = all(importlib.util.find_spec(m) is not None for m in ("tblite", "rdkit"))
-needs_xtb = pytest.mark.skipif(not HAVE_XTB, reason="tblite and rdkit (pip install phizoo[xtb]) not installed")
 ROOT = Path(__file__).resolve().parents[2]
 PC = ["--cations", "8", "--anions", "8", "--stride", "3", "--equilibration", "6"]
 

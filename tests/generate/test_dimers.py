@@ -1,13 +1,12 @@
 """``phizoo data generate dimers``: GFN2-xTB dimer curves. Skipped without tblite and rdkit."""
-import importlib.util
 
 import numpy as np
 import pytest
 
 from phizoo.data import DataError, LmdbDataset
+from tests.optional import needs_xtb
 
-HAVE_XTB = all(importlib.util.find_spec(m) is not None for m in ("tblite", "rdkit"))
-pytestmark = pytest.mark.skipif(not HAVE_XTB, reason="tblite and rdkit (pip install phizoo[xtb]) not installed")
+pytestmark = needs_xtb
 
 K_E = 14.399645
 HARTREE_EV = 27.211386245988  # CODATA 2018, independent of ase.units

@@ -5,7 +5,6 @@ reproducibility and resume are checked byte for byte. Skipped when tblite or rdk
 (the optional extra `phizoo[xtb]`), except the tests that need neither.
 """
 import hashlib
-import importlib.util
 import json
 import sys
 
@@ -15,9 +14,8 @@ import pytest
 from phizoo.data import DataError, LmdbDataset, convert_md22
 
 from tests.data import native
+from tests.optional import needs_xtb
 
-HAVE_XTB = all(importlib.util.find_spec(m) is not None for m in ("tblite", "rdkit"))
-needs_xtb = pytest.mark.skipif(not HAVE_XTB, reason="tblite and rdkit (pip install phizoo[xtb]) not installed")
 
 # CODATA 2018, independent of ase.units
 HARTREE_EV = 27.211386245988

@@ -1,8 +1,6 @@
 """End to end on real data: QM9 (from qm9pack) -> LMDB -> training -> evaluation, base and Φ."""
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,9 @@ from phizoo.data import LmdbDataset
 from phizoo.data import convert_qm9
 from phizoo.eval import evaluate
 from phizoo.train import Trainer
+from tests.optional import needs_qm9pack
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("qm9pack") is None, reason="qm9pack is not installed")
+pytestmark = needs_qm9pack
 
 CFG = {"epochs": 8, "batch_size": 16, "optimizer": {"lr": 2e-3}, "schedule": {"warmup_steps": 10},
        "loss": {"energy": 1.0, "forces": 0.0}, "ema": {"decay": 0.9},
