@@ -8,8 +8,9 @@ Format of ``zoo_configs/<model>-<dataset>.yaml`` (every key optional except ``mo
     data:      {dataset: qm9, train: train, val: val, test: test}     # split names in the store
     optimizer: {lr: 5.0e-4, weight_decay: 0.01, betas: [0.9, 0.999], eps: 1.0e-8, grad_clip: 10.0}
     schedule:  {type: cosine, warmup_steps: 1000, warmup_epochs: null, min_lr_ratio: 0.01,   # warm-up, then
-                factor: 0.5, patience: 3, threshold: 1.0e-3}  # cosine, or plateau: lr×factor after patience
-                                                              # validations without improvement; stops at min lr
+                factor: 0.5, patience: 3, threshold: 1.0e-3,  # cosine, or plateau: lr×factor after patience
+                anneal_epochs: 0}                             # validations without improvement; stops at min lr;
+                                                              # cosine to min lr over the budget's last epochs
     loss:      {energy: 1.0, forces: 0.0, pde: 0.01, charge: 0.01, per_atom_energy: true, type: mse,
                 charges: 0.0, dipole: 0.0}                           # Coulomb charges (e) / dipole (e·Å) vs data
     ema:       {decay: 0.999, enabled: true}
@@ -43,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {"dataset": None, "train": "train", "val": "val", "test": "test"},
     "optimizer": {"lr": 5.0e-4, "weight_decay": 0.01, "betas": [0.9, 0.999], "eps": 1.0e-8, "grad_clip": 10.0},
     "schedule": {"type": "cosine", "warmup_steps": 0, "warmup_epochs": None, "min_lr_ratio": 0.01,
-                 "factor": 0.5, "patience": 3, "threshold": 1.0e-3},
+                 "factor": 0.5, "patience": 3, "threshold": 1.0e-3, "anneal_epochs": 0},
     "loss": {"energy": 1.0, "forces": 0.0, "pde": 0.0, "charge": 0.0, "charges": 0.0, "dipole": 0.0,
              "per_atom_energy": True, "type": "mse",
              "huber_delta": 0.01},
@@ -149,7 +150,7 @@ def _floatify(d: dict, keys: tuple[str, ...]) -> None:
 def validate(cfg: dict[str, Any]) -> None:
     """Parse numbers given as strings (YAML 1.1 reads ``1e-3`` as a string), then type-check."""
     _floatify(cfg["optimizer"], ("lr", "weight_decay", "eps", "grad_clip"))
-    _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs", "factor", "threshold"))
+    _floatify(cfg["schedule"], ("min_lr_ratio", "warmup_epochs", "factor", "threshold", "anneal_epochs"))
     _floatify(cfg["loss"], ("energy", "forces", "pde", "charge", "charges", "dipole", "huber_delta"))
     _floatify(cfg["ema"], ("decay",))
     check(cfg)

@@ -6,7 +6,9 @@ and the learning-rate schedules, stepped per optimiser step and told every valid
 * ``WarmupPlateau`` (``schedule.type: plateau``): linear warm-up, then lr0 until the monitored
   validation metric stops improving; lr × factor after ``patience`` validations without a relative
   improvement of ``threshold``, and training ends (the validation plateau) when a reduction is due
-  with lr already at lr0·min_ratio. The epoch budget stays the upper limit."""
+  with lr already at lr0·min_ratio. The epoch budget stays the upper limit; with
+  ``anneal_epochs`` > 0 the last that many epochs of the budget anneal the lr by a cosine from its
+  plateau value to lr0·min_ratio, so a run the budget ends does not stop at a high lr."""
 from __future__ import annotations
 
 import math
@@ -64,18 +66,27 @@ class WarmupCosine:
 
 
 class WarmupPlateau(WarmupCosine):
-    """lr = lr0 · warm-up ramp · scale; ``observe`` multiplies scale by ``reduce`` (the config's
-    ``factor``) after ``patience`` validations without a relative improvement of ``threshold`` and
-    sets ``finished`` when a reduction is due at scale = min_ratio (module docstring)."""
+    """lr = lr0 · warm-up ramp · scale · anneal; ``observe`` multiplies scale by ``reduce`` (the
+    config's ``factor``) after ``patience`` validations without a relative improvement of
+    ``threshold`` and sets ``finished`` when a reduction is due at scale = min_ratio (module
+    docstring). anneal = 1 until ``total_steps - anneal_steps``, then a cosine from 1 to
+    min_ratio/scale at ``total_steps``: the end of the budget always reaches lr0·min_ratio."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, min_ratio: float, reduce: float,
-                 patience: int, threshold: float):
+                 patience: int, threshold: float, total_steps: int = 1, anneal_steps: int = 0):
         self.scale, self.reduce, self.patience, self.threshold = 1.0, float(reduce), int(patience), float(threshold)
         self.best, self.bad, self.finished = math.inf, 0, False
-        super().__init__(optimizer, 1, warmup_steps, min_ratio)
+        self.anneal_steps = max(int(anneal_steps), 0)
+        super().__init__(optimizer, total_steps, warmup_steps, min_ratio)
 
     def factor(self, step: int) -> float:
-        return ((step + 1) / self.warmup_steps if step < self.warmup_steps else 1.0) * self.scale
+        f = ((step + 1) / self.warmup_steps if step < self.warmup_steps else 1.0) * self.scale
+        start = self.total_steps - self.anneal_steps
+        if self.anneal_steps and step > start:
+            floor = min(self.min_ratio / self.scale, 1.0)
+            progress = min((step - start) / self.anneal_steps, 1.0)
+            f *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return f
 
     def observe(self, value: float) -> None:
         if value < self.best * (1.0 - self.threshold):
@@ -95,11 +106,16 @@ class WarmupPlateau(WarmupCosine):
                 "finished": self.finished, "plateau": [self.reduce, self.patience, self.threshold]}
 
     def load_state_dict(self, state: dict) -> None:
+        """Progress (scale, best, steps) comes from ``state``; the budget (total and anneal steps)
+        from the config this schedule was built with, which may have been raised for the resume."""
         self.scale, self.best, self.bad = float(state["scale"]), float(state["best"]), int(state["bad"])
         self.finished = bool(state["finished"])
         self.reduce, self.patience, self.threshold = (float(state["plateau"][0]), int(state["plateau"][1]),
                                                       float(state["plateau"][2]))
+        total = self.total_steps
         super().load_state_dict(state)
+        self.total_steps = total
+        self._apply()
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -98,7 +98,7 @@ RULES: dict[str, Callable] = {
     "schedule.warmup_steps": integer(0, none=True), "schedule.warmup_epochs": number(0.0, none=True),
     "schedule.min_lr_ratio": number(0.0, 1.0), "schedule.type": choice("cosine", "plateau"),
     "schedule.factor": number(0.0, 1.0, open_hi=True), "schedule.patience": integer(1),
-    "schedule.threshold": number(0.0, 1.0),
+    "schedule.threshold": number(0.0, 1.0), "schedule.anneal_epochs": number(0.0),
     "loss.energy": number(0.0), "loss.forces": number(0.0), "loss.pde": number(0.0), "loss.charge": number(0.0),
     "loss.charges": number(0.0), "loss.dipole": number(0.0),
     "model.coulomb": boolean, "model.coulomb_options": mapping, "model.charge_spin": boolean,

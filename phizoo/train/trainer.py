@@ -150,7 +150,8 @@ class Trainer(TrainerState, TrainerOutputs):
             warm = int(round(float(s["warmup_epochs"]) * self.steps_per_epoch()))
         if s["type"] == "plateau":
             self.schedule = WarmupPlateau(self.optimizer, warm, s["min_lr_ratio"], s["factor"], s["patience"],
-                                          s["threshold"])
+                                          s["threshold"], self._total_steps(),
+                                          int(round(float(s["anneal_epochs"]) * self.steps_per_epoch())))
         else:
             self.schedule = WarmupCosine(self.optimizer, self._total_steps(), warm, s["min_lr_ratio"])
         e = self.cfg["ema"]

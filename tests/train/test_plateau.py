@@ -1,6 +1,7 @@
 """``schedule.type: plateau``: the learning rate halves after ``patience`` validations without
-improvement, training stops at the validation plateau (lr at its floor and still no progress), and
-an interrupted run resumes to the same state."""
+improvement, training stops at the validation plateau (lr at its floor and still no progress), the
+budget's last ``anneal_epochs`` anneal lr to its floor, and an interrupted run resumes to the same
+state, also when the anneal is added on resume."""
 from __future__ import annotations
 
 import pytest
@@ -53,6 +54,25 @@ def test_state_round_trip():
     assert a.lr == 0.25
 
 
+def test_anneal_takes_the_last_steps_of_the_budget_from_the_plateau_lr_to_the_floor():
+    s = _schedule(total_steps=20, anneal_steps=8, patience=1)
+    plain = _schedule(patience=1)
+    lrs = []
+    for step in range(21):
+        if step == 6:  # a plateau: lr halves (scale 0.5) before the anneal starts
+            for t in (s, plain):
+                t.observe(1.0), t.observe(1.0)
+        lrs.append(s.lr)
+        assert s.lr == pytest.approx(plain.lr if step <= 12 else lrs[-1])
+        s.step(), plain.step()
+    assert lrs[12] == pytest.approx(0.5) and lrs[20] == pytest.approx(0.25)  # lr0·min_ratio at the end
+    assert all(a > b for a, b in zip(lrs[12:20], lrs[13:21]))               # a monotone cosine
+    assert lrs[16] == pytest.approx(0.25 + 0.25 * 0.5)                        # half way: the mean
+    resumed = _schedule(total_steps=40, anneal_steps=8, patience=1)          # a budget raised on resume
+    resumed.load_state_dict(s.state_dict())
+    assert resumed.total_steps == 40 and resumed.lr == pytest.approx(0.5)    # back before the anneal
+
+
 CFG = {"epochs": 40, "batch_size": 8, "optimizer": {"lr": 2e-3},
        "schedule": {"type": "plateau", "warmup_steps": 2, "patience": 1, "factor": 0.5, "min_lr_ratio": 0.25,
                     "threshold": 0.5},  # "improving" needs halving the error: a plateau within a few epochs
@@ -77,6 +97,10 @@ def test_training_stops_at_the_validation_plateau_and_resumes_identically(tmp_pa
     capped = Trainer(model(), items, sp, CFG | {"epochs": 2}, output_dir=tmp_path / "c")
     capped.fit()  # the budget runs out before the plateau: the card says so
     assert read_card(tmp_path / "c" / "best.json")["training"]["stopped"] == "epoch limit"
+    no_plateau = CFG["schedule"] | {"patience": 100, "anneal_epochs": 2}
+    annealed = Trainer(model(), items, sp, CFG | {"epochs": 3, "schedule": no_plateau}, output_dir=tmp_path / "d")
+    annealed.fit()  # lr0 for the first epoch, then the cosine ends the budget at lr0·min_ratio
+    assert [r["lr"] for r in annealed.history] == pytest.approx([2e-3, 1.25e-3, 5e-4])
 
     def kill(trainer):
         if trainer.step == 12:
