@@ -1,28 +1,39 @@
-"""Accuracy of the shipped checkpoints: issue 14's target for the best QM9 model (test energy MAE
-≤ 30 meV; the cards themselves are re-measured by tests/test_shipped_weights.py), and the MD22-xTB
-checkpoints on a trajectory none of them has seen.
+"""Accuracy of the shipped checkpoints: issue 14's targets (``studies.zoo_checks.TARGETS``: the best
+QM9 model's test energy MAE ≤ 30 meV, the best MD22-xTB model's test force MAE ≤ 30 meV/Å; the
+cards themselves are re-measured by tests/test_shipped_weights.py), and the MD22-xTB checkpoints on
+a trajectory none of them has seen, where the best one must meet its target too.
 
 The MD22-xTB test split comes from the same Langevin run as their training frames; here a fresh GFN2-xTB
 run of Ac-Ala3-NHMe at 500 K with another seed (another RDKit conformer, velocities and thermostat
 noise) is made in the test, and each checkpoint's force error on it must stay close to the one its
 card reports: the card's number is not an artefact of correlated frames.
 """
-import importlib.util
 
 import pytest
 import torch
 
 from phizoo.pretrained import available_pretrained, load_checkpoint, manifest_path, read_card
+from studies.plan import DATASET_IDS
+from studies.zoo_checks import TARGETS
+from tests.optional import needs_xtb
 
-HAVE_XTB = all(importlib.util.find_spec(m) is not None for m in ("tblite", "rdkit"))
-MD22 = [e for e in available_pretrained() if e["dataset"] == "md22-xtb-ac-ala3" and not e.get("stale")]
+MD22 = [e for e in available_pretrained() if e["dataset"] == DATASET_IDS["md22"] and not e.get("stale")]
 
 
-def test_best_qm9_checkpoint_meets_the_energy_target():
-    cards = {e["id"]: read_card(manifest_path().parent / e["card"])["metrics"]["test"]["energy_mae_meV"]
-             for e in available_pretrained() if e["dataset"] == "qm9" and not e.get("stale")}
+def best_checkpoint(dataset: str) -> tuple[str, float]:
+    """(id, test metric) of the shipped checkpoint with the lowest error on the target's metric."""
+    metric = TARGETS[dataset][0]
+    cards = {e["id"]: read_card(manifest_path().parent / e["card"])["metrics"]["test"][metric]
+             for e in available_pretrained() if e["dataset"] == DATASET_IDS[dataset] and not e.get("stale")}
     best = min(cards, key=cards.get)
-    assert cards[best] <= 30.0, f"best QM9 checkpoint {best}: {cards[best]:.1f} meV > 30 meV"
+    return best, cards[best]
+
+
+@pytest.mark.parametrize("dataset", sorted(TARGETS))
+def test_best_checkpoint_meets_the_accuracy_target(dataset):
+    best, error = best_checkpoint(dataset)
+    _, target, unit = TARGETS[dataset]
+    assert error <= target, f"best {dataset} checkpoint {best}: {error:.1f} {unit} > {target} {unit}"
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +49,7 @@ def independent_trajectory(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_XTB, reason="tblite and rdkit (pip install phizoo[xtb]) not installed")
+@needs_xtb
 @pytest.mark.parametrize("entry", MD22, ids=[e["id"] for e in MD22])
 def test_md22_checkpoint_force_error_holds_on_an_independent_trajectory(entry, independent_trajectory):
     from phizoo.eval.metrics import evaluate
@@ -50,3 +61,6 @@ def test_md22_checkpoint_force_error_holds_on_an_independent_trajectory(entry, i
     got = evaluate(model, ds, split_indices(ds, "test"))["forces_mae_meV_per_A"]
     card = model.card["metrics"]["test"]["forces_mae_meV_per_A"]
     assert got < 1.5 * card, f"{entry['id']}: {got:.1f} meV/Å on a new trajectory against {card:.1f} on its test split"
+    if entry["id"] == best_checkpoint("md22")[0]:
+        _, target, unit = TARGETS["md22"]
+        assert got <= target, f"{entry['id']}, the best MD22-xTB checkpoint: {got:.1f} {unit} > {target} on a new trajectory"
