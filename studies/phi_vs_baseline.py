@@ -40,7 +40,7 @@ def prepare_data(datasets=None) -> None:
     if (datasets is None or "md22" in datasets) and not DATA["md22"].exists():
         if not NPZ.exists():  # GFN2-xTB Langevin MD at 500 K, 2000 frames (~9 min on one idle core)
             subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "2000",
-                                      "-o", str(NPZ)), check=True, cwd=ROOT, env=_one_thread())
+                                      "-o", str(NPZ)), check=True, cwd=ROOT, env=_thread_env())
         subprocess.run(phizoo_cmd("data", "convert", "md22", str(NPZ), "-o", str(DATA["md22"]), "--molecule",
                                   MD22_MOLECULE, "--train-size", "1000"), check=True, cwd=ROOT)
     held_out = INDEPENDENT["md22"]
@@ -48,12 +48,12 @@ def prepare_data(datasets=None) -> None:
         npz = held_out.with_suffix(".npz")  # seed 1: another conformer, velocities and noise (~4 min)
         if not npz.exists():
             subprocess.run(phizoo_cmd("data", "xtb-md", "--molecule", MD22_MOLECULE, "--frames", "300", "--seed", "1",
-                                      "-o", str(npz)), check=True, cwd=ROOT, env=_one_thread())
+                                      "-o", str(npz)), check=True, cwd=ROOT, env=_thread_env())
         subprocess.run(phizoo_cmd("data", "convert", "md22", str(npz), "-o", str(held_out), "--molecule",
                                   MD22_MOLECULE, "--test-only"), check=True, cwd=ROOT)
 
 
-def _one_thread(threads: int = 1) -> dict:
+def _thread_env(threads: int = 1) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
@@ -69,7 +69,7 @@ def train_one(dataset: str, model: str, phi: bool, seed: int, threads: int = 1) 
         cmd.append("--resume")
     t0 = time.time()
     with open(out / "train.log", "a") as log:
-        rc = subprocess.run(cmd, cwd=ROOT, env=_one_thread(threads), stdout=log, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(cmd, cwd=ROOT, env=_thread_env(threads), stdout=log, stderr=subprocess.STDOUT).returncode
     done = rc == 0 and finished(dataset, model, phi, seed)
     if done:
         record(dataset, model, phi, seed)

@@ -28,17 +28,17 @@ def test_verdict_needs_more_than_the_seed_spread_and_ten_percent():
 
 
 def test_report_writes_tables_and_nve_rows(tmp_path, monkeypatch):
-    runs, results = tmp_path / "runs", tmp_path / "results"
+    records, results = tmp_path / "ledger", tmp_path / "results"  # the committed records of finished runs
     for variant, energy in (("base", 10.0), ("coulomb", 4.0), ("phi", 9.0)):
-        d = runs / "nacl" / f"painn-{variant}-n100-s0"
-        d.mkdir(parents=True)
-        (d / "eval.json").write_text(json.dumps(_row(variant, 0, energy, 30.0, task="nacl")))
-        (d / "nve.json").write_text(json.dumps({
+        d = records / "nacl"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"painn-{variant}-n100-s0.json").write_text(json.dumps(_row(variant, 0, energy, 30.0, task="nacl")))
+        (d / f"painn-{variant}-n100-s0.nve.json").write_text(json.dumps({
             "task": "nacl", "model": "painn", "variant": variant, "status": "completed", "steps": 10000,
             "timestep_fs": 1.0, "atoms": 17, "temperature_K": 300.0, "drift_meV_per_ps": -0.012,
             "max_abs_dE_meV": 3.25, "mean_temperature_K": 290.0, "ms_per_step": 8.0, "_trace": {}}
             | ({"status": "stopped at 1.00 ps: |ΔE| > 10 eV", "mean_temperature_K": 1e9} if variant == "phi" else {})))
-    monkeypatch.setattr(rep, "RUNS", runs)
+    monkeypatch.setattr(rep, "RECORDS", records)
     monkeypatch.setattr(rep, "RESULTS", results)
     board = tmp_path / "LEADERBOARD.md"
     board.write_text(f"# Leaderboard\n\nother tables\n\n{rep.BLOCK_START}\nstale\n{rep.BLOCK_END}\n")
