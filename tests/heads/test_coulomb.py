@@ -204,7 +204,7 @@ def test_total_charge_is_imposed(options):
     parts = torch.split(out["coulomb_charges"].detach(), [5, 9, 14])
     sums = torch.stack([c.sum() for c in parts])
     target = torch.tensor([0.0, 1.0, -2.0])
-    # float32 rounding of an n-term sum (and of the correction added to each term): ≤ n·eps·Σ|q_i|
+    # float32 rounding of an n-term sum (and of the correction added to each term): ≤ n·eps·(Σ|q_i| + 1)
     bound = torch.tensor([len(c) * torch.finfo(torch.float32).eps * float(c.abs().sum() + 1) for c in parts])
     assert ((sums - target).abs() <= bound).all(), (sums, bound)
     assert "charges" in out and not torch.equal(out["charges"], out["coulomb_charges"])  # Φ's ρ kept apart
